@@ -1,0 +1,4 @@
+//! peerlog: an embedded single-file storage engine for Telegram clients.
+#![deny(missing_docs)]
+
+pub mod codec;
