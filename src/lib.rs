@@ -1,4 +1,30 @@
 //! peerlog: an embedded single-file storage engine for Telegram clients.
+//!
+//! One file holds sessions, the peer cache (access hashes by peer id and by
+//! username, through mapped hash indexes), update state, dedup keys, a
+//! durable queue and raw buckets. See FORMAT.md for the bytes on disk.
 #![deny(missing_docs)]
 
+pub mod bucket;
 pub mod codec;
+mod error;
+pub mod format;
+pub mod io;
+mod mmap;
+mod peers;
+mod recovery;
+mod state;
+mod stats;
+mod store;
+mod verify;
+
+pub use bucket::{Batch, Bucket};
+pub use error::{Error, Result};
+pub use format::peer_record::PeerRecord;
+pub use mmap::Region;
+pub use stats::{BucketStats, Stats};
+pub use store::{
+    BUCKET_NAMES, Compaction, Durability, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, Options,
+    Store,
+};
+pub use verify::{Problem, VerifyReport, verify_file};

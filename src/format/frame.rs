@@ -1,0 +1,137 @@
+//! Record frame: the unit of the log.
+//!
+//! | offset | size | field | meaning |
+//! |---|---|---|---|
+//! | 0 | 4 | len | payload length in bytes |
+//! | 4 | 2 | len_check | low 16 bits of `masked_crc(len bytes)` |
+//! | 6 | 1 | kind | [`KIND_COMMIT`]; 0 is never valid |
+//! | 7 | 1 | reserved | 0 |
+//! | 8 | n | payload | |
+//! | 8+n | 4 | crc | `masked_crc(bytes 0 .. 8+n)` |
+//!
+//! The separate length check stops a torn or flipped length from steering a
+//! read far past the record; zero-filled space fails it.
+
+use super::masked_crc;
+
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 8;
+/// Bytes after the payload.
+pub const TRAILER_LEN: usize = 4;
+/// Offset of the length check.
+pub const LEN_CHECK_OFFSET: usize = 4;
+/// Offset of the kind byte.
+pub const KIND_OFFSET: usize = 6;
+/// Kind of a commit frame (the only kind in version 1).
+pub const KIND_COMMIT: u8 = 1;
+
+/// Total bytes a frame with `payload_len` bytes of payload takes.
+pub const fn framed_len(payload_len: usize) -> usize {
+    HEADER_LEN + payload_len + TRAILER_LEN
+}
+
+fn len_check(len: u32) -> u16 {
+    masked_crc(&len.to_le_bytes()) as u16
+}
+
+/// Appends one frame around `payload` to `out`.
+pub fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let len = payload.len() as u32;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&len_check(len).to_le_bytes());
+    out.push(kind);
+    out.push(0);
+    out.extend_from_slice(payload);
+    let crc = masked_crc(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Why bytes did not parse as a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// Fewer bytes than a header, or than the header's length announces.
+    Short,
+    /// The length check or reserved byte is wrong: not a frame start.
+    BadHeader,
+    /// Header fine, CRC wrong: a torn or damaged frame.
+    BadCrc,
+}
+
+/// A parsed frame, borrowing its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The kind byte.
+    pub kind: u8,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+impl Frame<'_> {
+    /// Bytes the whole frame takes.
+    pub fn len(&self) -> usize {
+        framed_len(self.payload.len())
+    }
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+}
+
+/// Parses the frame at the start of `buf` (which may hold more after it).
+pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
+    let Some(header) = buf.get(..HEADER_LEN) else {
+        return Err(FrameError::Short);
+    };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let check = u16::from_le_bytes([header[4], header[5]]);
+    if check != len_check(len) || header[KIND_OFFSET] == 0 || header[7] != 0 {
+        return Err(FrameError::BadHeader);
+    }
+    let end = HEADER_LEN + len as usize;
+    let (Some(body), Some(crc)) = (buf.get(..end), buf.get(end..end + TRAILER_LEN)) else {
+        return Err(FrameError::Short);
+    };
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if stored != masked_crc(body) {
+        return Err(FrameError::BadCrc);
+    }
+    Ok(Frame {
+        kind: header[KIND_OFFSET],
+        payload: &body[HEADER_LEN..],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let mut out = vec![];
+        encode(KIND_COMMIT, b"hello", &mut out);
+        encode(KIND_COMMIT, b"", &mut out);
+        let f = decode(&out).unwrap();
+        assert_eq!((f.kind, f.payload), (KIND_COMMIT, &b"hello"[..]));
+        let g = decode(&out[f.len()..]).unwrap();
+        assert!(g.is_empty());
+        assert_eq!(f.len() + g.len(), out.len());
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let mut out = vec![];
+        encode(KIND_COMMIT, b"some payload", &mut out);
+        for i in 0..out.len() {
+            for bit in 0..8 {
+                let mut bad = out.clone();
+                bad[i] ^= 1 << bit;
+                assert!(decode(&bad).is_err(), "flip of byte {i} bit {bit} passed");
+            }
+        }
+        for cut in 0..out.len() {
+            assert!(decode(&out[..cut]).is_err());
+        }
+        assert_eq!(decode(&[0u8; 64]), Err(FrameError::BadHeader));
+    }
+}

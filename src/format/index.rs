@@ -1,0 +1,538 @@
+//! Peer index region: open-addressing hash tables over the peer segment,
+//! read in place from a mapping.
+//!
+//! Header (64 bytes):
+//!
+//! | offset | size | field | meaning |
+//! |---|---|---|---|
+//! | 0 | 8 | magic | `PLGINDEX` |
+//! | 8 | 4 | version | 1 |
+//! | 12 | 4 | hash_id | 1: the hash functions below |
+//! | 16 | 8 | id_slots | slots in the id table |
+//! | 24 | 8 | name_slots | slots in the username table |
+//! | 32 | 8 | phone_slots | slots in the phone table |
+//! | 40 | 8 | peer_count | records in the segment |
+//! | 48 | 8 | segment_offset | file offset of the peer segment it indexes |
+//! | 56 | 4 | slots_crc | `masked_crc` of every slot byte (checked by verify) |
+//! | 60 | 4 | header_crc | `masked_crc(bytes 0..60)` (checked on open) |
+//!
+//! Then `id_slots` [`IdSlot`]s, `name_slots` [`NameSlot`]s, `phone_slots`
+//! [`NameSlot`]s, back to back; the region's length is exactly that.
+//!
+//! Probing: slot `i0 = (hash * slots) >> 64` (128-bit product), then
+//! `i0+1, i0+2, …` wrapping, until the key or an empty slot. Every table
+//! keeps at least one empty slot, so a probe always ends.
+
+use super::{le_u32, le_u64, masked_crc, peer_record::PeerRecordRef};
+use bytemuck::{Pod, Zeroable};
+
+/// Index magic.
+pub const MAGIC: [u8; 8] = *b"PLGINDEX";
+/// Index layout version.
+pub const VERSION: u32 = 1;
+/// The hash scheme id stored in the header.
+pub const HASH_ID: u32 = 1;
+/// Header bytes.
+pub const HEADER_LEN: usize = 64;
+/// Offset of `segment_offset`.
+pub const SEGMENT_OFFSET_OFFSET: usize = 48;
+/// Offset of `header_crc`.
+pub const HEADER_CRC_OFFSET: usize = 60;
+
+/// Id table slot, 24 bytes.
+///
+/// | offset | size | field | meaning |
+/// |---|---|---|---|
+/// | 0 | 8 | key | [`super::peer_record::peer_key`]; 0 = empty |
+/// | 8 | 8 | access_hash | valid when `loc` flag bit 0 is set |
+/// | 16 | 8 | loc | bits 0–39 record offset in the segment, bits 40–47 record flags |
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq, Eq)]
+pub struct IdSlot {
+    /// Packed account and peer id.
+    pub key: [u8; 8],
+    /// Access hash.
+    pub access_hash: [u8; 8],
+    /// Record offset and flags.
+    pub loc: [u8; 8],
+}
+
+/// Username or phone slot, 16 bytes.
+///
+/// | offset | size | field | meaning |
+/// |---|---|---|---|
+/// | 0 | 8 | hash | [`name_hash`]; 0 = empty |
+/// | 8 | 8 | loc | record offset in the segment |
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq, Eq)]
+pub struct NameSlot {
+    /// Hash of account and normalized name.
+    pub hash: [u8; 8],
+    /// Record offset.
+    pub loc: [u8; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<IdSlot>() == 24 && std::mem::align_of::<IdSlot>() == 1);
+const _: () =
+    assert!(std::mem::size_of::<NameSlot>() == 16 && std::mem::align_of::<NameSlot>() == 1);
+
+const OFFSET_MASK: u64 = (1 << 40) - 1;
+/// Largest peer segment an index can address.
+pub const MAX_SEGMENT: u64 = OFFSET_MASK;
+
+impl IdSlot {
+    /// The packed key (0 for an empty slot).
+    pub fn key(&self) -> u64 {
+        le_u64(&self.key)
+    }
+    /// Access hash, when the record has one.
+    pub fn access_hash(&self) -> Option<i64> {
+        (self.flags() & super::peer_record::HAS_HASH != 0).then(|| le_u64(&self.access_hash) as i64)
+    }
+    /// Record offset within the segment.
+    pub fn offset(&self) -> u64 {
+        le_u64(&self.loc) & OFFSET_MASK
+    }
+    /// The record's flag byte.
+    pub fn flags(&self) -> u8 {
+        (le_u64(&self.loc) >> 40) as u8
+    }
+}
+
+impl NameSlot {
+    /// The stored hash (0 for empty).
+    pub fn hash(&self) -> u64 {
+        le_u64(&self.hash)
+    }
+    /// Record offset within the segment.
+    pub fn offset(&self) -> u64 {
+        le_u64(&self.loc) & OFFSET_MASK
+    }
+}
+
+/// murmur3's 64-bit finalizer: a full-avalanche mix.
+pub fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// Hash of an id key.
+pub fn id_hash(key: u64) -> u64 {
+    fmix64(key ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+/// Which name table a hash is for (keeps the two domains apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// Usernames, matched ASCII case-insensitively.
+    Username = 1,
+    /// Phone numbers, matched exactly.
+    Phone = 2,
+}
+
+/// Hash of `(account, name)`: FNV-1a over the kind byte, the account (LE)
+/// and the ASCII-lowercased name, then [`fmix64`]; never 0.
+pub fn name_hash(kind: NameKind, account: u32, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(kind as u8);
+    account.to_le_bytes().into_iter().for_each(&mut eat);
+    name.bytes().for_each(|b| eat(b.to_ascii_lowercase()));
+    fmix64(h).max(1)
+}
+
+fn start(hash: u64, slots: usize) -> usize {
+    ((hash as u128 * slots as u128) >> 64) as usize
+}
+
+/// The decoded index header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    /// Id table slots.
+    pub id_slots: u64,
+    /// Username table slots.
+    pub name_slots: u64,
+    /// Phone table slots.
+    pub phone_slots: u64,
+    /// Records in the segment.
+    pub peer_count: u64,
+    /// Which segment it indexes.
+    pub segment_offset: u64,
+    /// CRC of all slots.
+    pub slots_crc: u32,
+}
+
+impl Header {
+    /// Exact region length for this header.
+    pub fn region_len(&self) -> Option<u64> {
+        let id = self.id_slots.checked_mul(24)?;
+        let names = self
+            .name_slots
+            .checked_add(self.phone_slots)?
+            .checked_mul(16)?;
+        id.checked_add(names)?.checked_add(HEADER_LEN as u64)
+    }
+
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&HASH_ID.to_le_bytes());
+        let words = [
+            self.id_slots,
+            self.name_slots,
+            self.phone_slots,
+            self.peer_count,
+            self.segment_offset,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        b[56..60].copy_from_slice(&self.slots_crc.to_le_bytes());
+        let crc = masked_crc(&b[..HEADER_CRC_OFFSET]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Cheap open-time check: magic, version, hash id, CRC, exact length,
+    /// non-empty tables with a free slot each.
+    pub fn decode(region: &[u8]) -> Result<Header, &'static str> {
+        let b = region
+            .get(..HEADER_LEN)
+            .ok_or("index shorter than its header")?;
+        if b[0..8] != MAGIC {
+            return Err("index magic");
+        }
+        let w4 = |at: usize| le_u32(&[b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let w8 = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[at..at + 8]);
+            le_u64(&a)
+        };
+        if w4(60) != masked_crc(&b[..HEADER_CRC_OFFSET]) {
+            return Err("index header checksum");
+        }
+        if w4(8) != VERSION || w4(12) != HASH_ID {
+            return Err("index version or hash scheme");
+        }
+        let h = Header {
+            id_slots: w8(16),
+            name_slots: w8(24),
+            phone_slots: w8(32),
+            peer_count: w8(40),
+            segment_offset: w8(48),
+            slots_crc: w4(56),
+        };
+        if h.region_len() != Some(region.len() as u64) {
+            return Err("index length does not match its header");
+        }
+        if h.id_slots <= h.peer_count || h.name_slots == 0 || h.phone_slots == 0 {
+            return Err("index tables have no free slot");
+        }
+        Ok(h)
+    }
+}
+
+/// A read-only view of an index region (mapped or in memory).
+#[derive(Debug, Clone, Copy)]
+pub struct IndexView<'a> {
+    /// The decoded header.
+    pub header: Header,
+    ids: &'a [IdSlot],
+    names: &'a [NameSlot],
+    phones: &'a [NameSlot],
+}
+
+impl<'a> IndexView<'a> {
+    /// Checks the header and splits the tables. Slots are not trusted:
+    /// every offset read from them is bounds-checked by the caller.
+    pub fn new(region: &'a [u8]) -> Result<Self, &'static str> {
+        let header = Header::decode(region)?;
+        let (ids, rest) = region[HEADER_LEN..].split_at(header.id_slots as usize * 24);
+        let (names, phones) = rest.split_at(header.name_slots as usize * 16);
+        Ok(IndexView {
+            header,
+            ids: bytemuck::cast_slice(ids),
+            names: bytemuck::cast_slice(names),
+            phones: bytemuck::cast_slice(phones),
+        })
+    }
+
+    /// An empty view (no peers).
+    pub fn empty() -> IndexView<'static> {
+        const ONE_ID: &[IdSlot] = &[IdSlot {
+            key: [0; 8],
+            access_hash: [0; 8],
+            loc: [0; 8],
+        }];
+        const ONE_NAME: &[NameSlot] = &[NameSlot {
+            hash: [0; 8],
+            loc: [0; 8],
+        }];
+        IndexView {
+            header: Header {
+                id_slots: 1,
+                name_slots: 1,
+                phone_slots: 1,
+                ..Default::default()
+            },
+            ids: ONE_ID,
+            names: ONE_NAME,
+            phones: ONE_NAME,
+        }
+    }
+
+    /// The id slot holding `key`. A corrupt table that is full ends the probe
+    /// after one lap instead of looping.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<&'a IdSlot> {
+        let n = self.ids.len();
+        let mut i = start(id_hash(key), n);
+        for _ in 0..n {
+            let s = &self.ids[i];
+            match s.key() {
+                k if k == key => return Some(s),
+                0 => return None,
+                _ => i = if i + 1 == n { 0 } else { i + 1 },
+            }
+        }
+        None
+    }
+
+    /// Record offsets whose name hash equals `hash`, in probe order; the
+    /// caller confirms each against the record.
+    pub fn names(&self, kind: NameKind, hash: u64) -> impl Iterator<Item = u64> + 'a {
+        let table = match kind {
+            NameKind::Username => self.names,
+            NameKind::Phone => self.phones,
+        };
+        let n = table.len();
+        let mut i = start(hash, n);
+        let mut left = n;
+        std::iter::from_fn(move || {
+            while left > 0 {
+                left -= 1;
+                let s = &table[i];
+                i = if i + 1 == n { 0 } else { i + 1 };
+                match s.hash() {
+                    0 => {
+                        left = 0;
+                        return None;
+                    }
+                    h if h == hash => return Some(s.offset()),
+                    _ => {}
+                }
+            }
+            None
+        })
+    }
+
+    /// All id slots (for verify).
+    pub fn id_slots(&self) -> &'a [IdSlot] {
+        self.ids
+    }
+    /// All username and phone slots (for verify).
+    pub fn name_slots(&self, kind: NameKind) -> &'a [NameSlot] {
+        match kind {
+            NameKind::Username => self.names,
+            NameKind::Phone => self.phones,
+        }
+    }
+}
+
+fn slots_for(count: usize, load: f64) -> usize {
+    ((count as f64 / load).ceil() as usize)
+        .max(count + 1)
+        .max(1)
+}
+
+/// Builds an index region for the records of a peer segment.
+/// `records` yields `(offset in segment, record)`; keys must be unique.
+pub fn build<'r>(
+    records: impl Iterator<Item = (u64, PeerRecordRef<'r>)> + Clone,
+    segment_offset: u64,
+    load: f64,
+) -> Vec<u8> {
+    let load = load.clamp(0.1, 0.95);
+    let count = records.clone().count();
+    let (mut names, mut phones) = (0usize, 0usize);
+    for (_, r) in records.clone() {
+        names += r.usernames().count();
+        phones += r.phone().is_some() as usize;
+    }
+    let mut header = Header {
+        id_slots: slots_for(count, load) as u64,
+        name_slots: slots_for(names, load) as u64,
+        phone_slots: slots_for(phones, load) as u64,
+        peer_count: count as u64,
+        segment_offset,
+        slots_crc: 0,
+    };
+    let total = header.region_len().unwrap_or(0) as usize;
+    let mut region = vec![0u8; total];
+    {
+        let (ids, rest) = region[HEADER_LEN..].split_at_mut(header.id_slots as usize * 24);
+        let (nm, ph) = rest.split_at_mut(header.name_slots as usize * 16);
+        let ids: &mut [IdSlot] = bytemuck::cast_slice_mut(ids);
+        let nm: &mut [NameSlot] = bytemuck::cast_slice_mut(nm);
+        let ph: &mut [NameSlot] = bytemuck::cast_slice_mut(ph);
+        for (off, r) in records {
+            let n = ids.len();
+            let mut i = start(id_hash(r.key()), n);
+            while ids[i].key() != 0 {
+                i = if i + 1 == n { 0 } else { i + 1 };
+            }
+            ids[i] = IdSlot {
+                key: r.key().to_le_bytes(),
+                access_hash: r.access_hash().unwrap_or(0).to_le_bytes(),
+                loc: ((off & OFFSET_MASK) | ((r.flags() as u64) << 40)).to_le_bytes(),
+            };
+            let put = |table: &mut [NameSlot], hash: u64| {
+                let n = table.len();
+                let mut i = start(hash, n);
+                while table[i].hash() != 0 {
+                    i = if i + 1 == n { 0 } else { i + 1 };
+                }
+                table[i] = NameSlot {
+                    hash: hash.to_le_bytes(),
+                    loc: off.to_le_bytes(),
+                };
+            };
+            for u in r.usernames() {
+                put(nm, name_hash(NameKind::Username, r.account(), u));
+            }
+            if let Some(p) = r.phone() {
+                put(ph, name_hash(NameKind::Phone, r.account(), p));
+            }
+        }
+    }
+    header.slots_crc = masked_crc(&region[HEADER_LEN..]);
+    region[..HEADER_LEN].copy_from_slice(&header.encode());
+    region
+}
+
+/// Full check of the slot bytes against the header's CRC.
+pub fn slots_crc_ok(region: &[u8], header: &Header) -> bool {
+    region
+        .get(HEADER_LEN..)
+        .is_some_and(|s| masked_crc(s) == header.slots_crc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{peer_record::PeerRecord, segment};
+    use super::*;
+
+    fn segment_of(n: i64) -> Vec<u8> {
+        let mut seg = vec![];
+        for i in 1..=n {
+            let r = PeerRecord {
+                account: (i % 3) as u32,
+                peer_id: i * 7919,
+                access_hash: Some(i * 31),
+                usernames: if i % 2 == 0 {
+                    vec![format!("User{i}")]
+                } else {
+                    vec![]
+                },
+                phone: (i % 5 == 0).then(|| format!("+{i}")),
+                ..Default::default()
+            };
+            segment::put_peer(&mut seg, &r.encode());
+        }
+        seg
+    }
+
+    fn recs(seg: &[u8]) -> impl Iterator<Item = (u64, PeerRecordRef<'_>)> + Clone {
+        segment::peers(seg).map(|e| {
+            let (off, b) = e.unwrap();
+            (off as u64, PeerRecordRef::parse(b).unwrap())
+        })
+    }
+
+    #[test]
+    fn roundtrip() {
+        let seg = segment_of(1000);
+        let region = build(recs(&seg), 8192, 0.75);
+        let v = IndexView::new(&region).unwrap();
+        assert!(slots_crc_ok(&region, &v.header));
+        for (off, r) in recs(&seg) {
+            let s = v.get(r.key()).unwrap();
+            assert_eq!((s.offset(), s.access_hash()), (off, r.access_hash()));
+            for u in r.usernames() {
+                let h = name_hash(NameKind::Username, r.account(), &u.to_uppercase());
+                assert!(v.names(NameKind::Username, h).any(|o| o == off));
+            }
+        }
+        assert!(v.get(super::super::peer_record::peer_key(0, 5)).is_none());
+        assert!(IndexView::empty().get(1).is_none());
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let seg = segment_of(50);
+        let region = build(recs(&seg), 8192, 0.75);
+        for i in 0..HEADER_LEN {
+            let mut bad = region.clone();
+            bad[i] ^= 4;
+            assert!(IndexView::new(&bad).is_err(), "header flip at {i} passed");
+        }
+        let mut bad = region.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        let h = Header::decode(&bad).unwrap();
+        assert!(!slots_crc_ok(&bad, &h));
+        assert!(IndexView::new(&region[..region.len() - 1]).is_err());
+        // A table with every slot taken must not loop forever.
+        let mut full = region.clone();
+        let ids = &mut full[HEADER_LEN..HEADER_LEN + h.id_slots as usize * 24];
+        ids.iter_mut().for_each(|b| *b = 0xee);
+        let v = IndexView::new(&full).unwrap();
+        assert!(v.get(12345).is_none());
+    }
+
+    /// Views work at any alignment of the underlying bytes.
+    #[test]
+    fn any_alignment() {
+        let seg = segment_of(100);
+        let region = build(recs(&seg), 8192, 0.75);
+        for shift in 0..8 {
+            let mut buf = vec![0u8; shift];
+            buf.extend_from_slice(&region);
+            let v = IndexView::new(&buf[shift..]).unwrap();
+            assert_eq!(
+                v.get(recs(&seg).next().unwrap().1.key()).unwrap().offset(),
+                0
+            );
+        }
+    }
+}
+
+impl<'a> IndexView<'a> {
+    /// Splits a region whose header was already checked by
+    /// [`Header::decode`] (the hot path skips the CRC).
+    pub fn trusted(region: &'a [u8], header: Header) -> Self {
+        let body = region.get(HEADER_LEN..).unwrap_or_default();
+        let id_len = (header.id_slots as usize * 24).min(body.len());
+        let (ids, rest) = body.split_at(id_len);
+        let name_len = (header.name_slots as usize * 16).min(rest.len());
+        let (names, phones) = rest.split_at(name_len);
+        let phones = &phones[..phones.len() / 16 * 16];
+        let view = IndexView {
+            header,
+            ids: bytemuck::cast_slice(&ids[..ids.len() / 24 * 24]),
+            names: bytemuck::cast_slice(names),
+            phones: bytemuck::cast_slice(phones),
+        };
+        if view.ids.is_empty() || view.names.is_empty() || view.phones.is_empty() {
+            IndexView::empty()
+        } else {
+            view
+        }
+    }
+}

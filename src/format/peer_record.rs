@@ -1,0 +1,323 @@
+//! Peer record: how the engine stores one peer, in the log and in the peer
+//! segment. The engine owns the fields its indexes need; the typed layer owns
+//! an opaque tail.
+//!
+//! | offset | size | field | meaning |
+//! |---|---|---|---|
+//! | 0 | 4 | account | account number |
+//! | 4 | 8 | peer_id | Bot API dialog id, non-zero, within ±2^41 |
+//! | 12 | 8 | access_hash | 0 when `flags & HAS_HASH == 0` |
+//! | 20 | 1 | flags | bit 0 has access hash, bit 1 min, bit 2 first username is the primary one |
+//! | 21 | 1 | n_usernames | |
+//! | 22 | 1 | phone_len | 0: no phone |
+//! | 23 | … | usernames | n × (u8 len, bytes) |
+//! | … | phone_len | phone | ASCII |
+//! | … | rest | tail | owned by the typed layer |
+
+use crate::codec::DecodeError;
+
+/// Bytes before the usernames.
+pub const FIXED_LEN: usize = 23;
+/// Largest encoded record (the peer segment frames records with a u16).
+pub const MAX_LEN: usize = u16::MAX as usize;
+/// Flag: the access hash field is meaningful.
+pub const HAS_HASH: u8 = 1;
+/// Flag: the peer was seen only through a "min" constructor.
+pub const MIN: u8 = 2;
+/// Flag: the first username is the primary (`username`) one.
+pub const PRIMARY: u8 = 4;
+/// Largest account number (accounts share the index key with the peer id).
+pub const MAX_ACCOUNT: u32 = (1 << 22) - 1;
+/// Peer ids must lie in `-PEER_ID_LIMIT .. PEER_ID_LIMIT`, and not be 0.
+pub const PEER_ID_LIMIT: i64 = 1 << 41;
+
+/// The engine's key for a peer: account and peer id packed in 64 bits
+/// (account in the top 22 bits, the id's low 42 bits below).
+pub fn peer_key(account: u32, peer_id: i64) -> u64 {
+    ((account as u64) << 42) | (peer_id as u64 & ((1 << 42) - 1))
+}
+
+/// Splits a [`peer_key`] again.
+pub fn split_key(key: u64) -> (u32, i64) {
+    let account = (key >> 42) as u32;
+    let id = ((key << 22) as i64) >> 22;
+    (account, id)
+}
+
+/// An owned peer record, as the writer builds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerRecord {
+    /// Account number.
+    pub account: u32,
+    /// Bot API dialog id.
+    pub peer_id: i64,
+    /// Access hash, if known.
+    pub access_hash: Option<i64>,
+    /// Seen only through a min constructor.
+    pub min: bool,
+    /// The first username is the primary one.
+    pub primary: bool,
+    /// Usernames as given (matched ASCII case-insensitively).
+    pub usernames: Vec<String>,
+    /// Phone number, if known.
+    pub phone: Option<String>,
+    /// The typed layer's bytes.
+    pub tail: Vec<u8>,
+}
+
+impl PeerRecord {
+    /// Checks the limits the format imposes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.account > MAX_ACCOUNT {
+            return Err(format!(
+                "account number {} exceeds {MAX_ACCOUNT}",
+                self.account
+            ));
+        }
+        if self.peer_id == 0 || !(-PEER_ID_LIMIT..PEER_ID_LIMIT).contains(&self.peer_id) {
+            return Err(format!(
+                "peer id {} is outside Telegram's ranges",
+                self.peer_id
+            ));
+        }
+        if self.usernames.len() > 255 {
+            return Err("more than 255 usernames".into());
+        }
+        if let Some(u) = self
+            .usernames
+            .iter()
+            .find(|u| u.is_empty() || u.len() > 255)
+        {
+            return Err(format!("username of {} bytes (1..=255 allowed)", u.len()));
+        }
+        if self
+            .phone
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.len() > 255)
+        {
+            return Err("phone of 0 or more than 255 bytes".into());
+        }
+        let len = self.encoded_len();
+        if len > MAX_LEN {
+            return Err(format!("peer record of {len} bytes exceeds {MAX_LEN}"));
+        }
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        FIXED_LEN
+            + self.usernames.iter().map(|u| 1 + u.len()).sum::<usize>()
+            + self.phone.as_ref().map_or(0, |p| p.len())
+            + self.tail.len()
+    }
+
+    /// Encodes; call [`PeerRecord::validate`] first.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.encoded_len());
+        b.extend_from_slice(&self.account.to_le_bytes());
+        b.extend_from_slice(&self.peer_id.to_le_bytes());
+        b.extend_from_slice(&self.access_hash.unwrap_or(0).to_le_bytes());
+        let flags = (self.access_hash.is_some() as u8) * HAS_HASH
+            | (self.min as u8) * MIN
+            | (self.primary as u8) * PRIMARY;
+        b.push(flags);
+        b.push(self.usernames.len() as u8);
+        b.push(self.phone.as_ref().map_or(0, |p| p.len() as u8));
+        for u in &self.usernames {
+            b.push(u.len() as u8);
+            b.extend_from_slice(u.as_bytes());
+        }
+        if let Some(p) = &self.phone {
+            b.extend_from_slice(p.as_bytes());
+        }
+        b.extend_from_slice(&self.tail);
+        b
+    }
+}
+
+/// A validated, borrowed view of an encoded record.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerRecordRef<'a> {
+    bytes: &'a [u8],
+    names_end: usize,
+    phone_end: usize,
+}
+
+const ERR: DecodeError = DecodeError {
+    what: "peer record",
+};
+
+impl<'a> PeerRecordRef<'a> {
+    /// Checks the layout of `bytes` (lengths, UTF-8, id range) without copying.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < FIXED_LEN || bytes.len() > MAX_LEN {
+            return Err(ERR);
+        }
+        let mut at = FIXED_LEN;
+        for _ in 0..bytes[21] {
+            let len = *bytes.get(at).ok_or(ERR)? as usize;
+            let name = bytes.get(at + 1..at + 1 + len).ok_or(ERR)?;
+            if len == 0 || std::str::from_utf8(name).is_err() {
+                return Err(ERR);
+            }
+            at += 1 + len;
+        }
+        let phone_end = at + bytes[22] as usize;
+        let phone = bytes.get(at..phone_end).ok_or(ERR)?;
+        if std::str::from_utf8(phone).is_err() || bytes[20] & !(HAS_HASH | MIN | PRIMARY) != 0 {
+            return Err(ERR);
+        }
+        let r = PeerRecordRef {
+            bytes,
+            names_end: at,
+            phone_end,
+        };
+        if r.account() > MAX_ACCOUNT
+            || r.peer_id() == 0
+            || !(-PEER_ID_LIMIT..PEER_ID_LIMIT).contains(&r.peer_id())
+        {
+            return Err(ERR);
+        }
+        Ok(r)
+    }
+
+    fn word(&self, at: usize) -> [u8; 8] {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&self.bytes[at..at + 8]);
+        a
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    /// Account number.
+    pub fn account(&self) -> u32 {
+        u32::from_le_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]])
+    }
+    /// Bot API dialog id.
+    pub fn peer_id(&self) -> i64 {
+        i64::from_le_bytes(self.word(4))
+    }
+    /// The engine key.
+    pub fn key(&self) -> u64 {
+        peer_key(self.account(), self.peer_id())
+    }
+    /// Flag byte.
+    pub fn flags(&self) -> u8 {
+        self.bytes[20]
+    }
+    /// Access hash, if known.
+    pub fn access_hash(&self) -> Option<i64> {
+        (self.flags() & HAS_HASH != 0).then(|| i64::from_le_bytes(self.word(12)))
+    }
+    /// Seen only through a min constructor.
+    pub fn is_min(&self) -> bool {
+        self.flags() & MIN != 0
+    }
+    /// Usernames, in stored order.
+    pub fn usernames(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let bytes = self.bytes;
+        let mut at = FIXED_LEN;
+        (0..bytes[21]).map(move |_| {
+            let len = bytes[at] as usize;
+            let s = &bytes[at + 1..at + 1 + len];
+            at += 1 + len;
+            std::str::from_utf8(s).unwrap_or_default()
+        })
+    }
+    /// True when one of the usernames equals `name`, ASCII case-insensitively.
+    pub fn has_username(&self, name: &str) -> bool {
+        self.usernames().any(|u| u.eq_ignore_ascii_case(name))
+    }
+    /// Phone, if any.
+    pub fn phone(&self) -> Option<&'a str> {
+        let p = &self.bytes[self.names_end..self.phone_end];
+        (!p.is_empty()).then(|| std::str::from_utf8(p).unwrap_or_default())
+    }
+    /// The typed layer's bytes.
+    pub fn tail(&self) -> &'a [u8] {
+        &self.bytes[self.phone_end..]
+    }
+    /// An owned copy.
+    pub fn to_owned(&self) -> PeerRecord {
+        PeerRecord {
+            account: self.account(),
+            peer_id: self.peer_id(),
+            access_hash: self.access_hash(),
+            min: self.is_min(),
+            primary: self.flags() & PRIMARY != 0,
+            usernames: self.usernames().map(str::to_owned).collect(),
+            phone: self.phone().map(str::to_owned),
+            tail: self.tail().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PeerRecord {
+        PeerRecord {
+            account: 3,
+            peer_id: -1_000_000_000_123,
+            access_hash: Some(-77),
+            min: true,
+            primary: true,
+            usernames: vec!["Durov".into(), "tg".into()],
+            phone: Some("42777".into()),
+            tail: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        let r = sample();
+        r.validate().unwrap();
+        let bytes = r.encode();
+        let v = PeerRecordRef::parse(&bytes).unwrap();
+        assert_eq!(v.to_owned(), r);
+        assert!(v.has_username("durov") && !v.has_username("duro"));
+        assert_eq!(split_key(v.key()), (3, -1_000_000_000_123));
+        assert_eq!(
+            split_key(peer_key(MAX_ACCOUNT, PEER_ID_LIMIT - 1)),
+            (MAX_ACCOUNT, PEER_ID_LIMIT - 1)
+        );
+        assert_eq!(split_key(peer_key(0, -PEER_ID_LIMIT)), (0, -PEER_ID_LIMIT));
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let bytes = sample().encode();
+        for cut in 0..FIXED_LEN + 6 {
+            assert!(PeerRecordRef::parse(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        for i in 0..bytes.len() {
+            for v in [0u8, 0xff, 0x80] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                // Must never panic; accessors on a parsed view must not either.
+                if let Ok(r) = PeerRecordRef::parse(&b) {
+                    let _ = (r.usernames().count(), r.phone(), r.tail(), r.to_owned());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn validate_limits() {
+        let mut r = sample();
+        r.peer_id = 0;
+        assert!(r.validate().is_err());
+        let mut r = sample();
+        r.account = MAX_ACCOUNT + 1;
+        assert!(r.validate().is_err());
+        let mut r = sample();
+        r.usernames = vec![String::new()];
+        assert!(r.validate().is_err());
+        let mut r = sample();
+        r.tail = vec![0; MAX_LEN];
+        assert!(r.validate().is_err());
+    }
+}

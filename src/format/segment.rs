@@ -1,0 +1,133 @@
+//! Segment entries: the compacted contents of one bucket.
+//!
+//! A bucket segment is a run of entries with no gaps; its length, entry count
+//! and masked CRC32 sit in the superblock's [`super::superblock::SegmentRef`].
+//!
+//! Generic bucket entry:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | key_len |
+//! | 4 | 4 | value_len |
+//! | 8 | key_len | key |
+//! | 8+key_len | value_len | value |
+//!
+//! Peer segment entry: `u16 len` then a [`super::peer_record`] of `len` bytes.
+
+use crate::codec::DecodeError;
+
+const ERR: DecodeError = DecodeError {
+    what: "segment entry",
+};
+
+/// Appends a generic entry.
+pub fn put_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+}
+
+/// Size of a generic entry.
+pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
+    8 + key.len() + value.len()
+}
+
+/// Iterates the generic entries of `seg`; the first malformed entry yields
+/// an error with its offset and ends the iteration.
+pub fn entries(seg: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), (usize, DecodeError)>> {
+    let mut at = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || at == seg.len() {
+            return None;
+        }
+        let start = at;
+        let parsed = (|| {
+            let head = seg.get(at..at + 8).ok_or(ERR)?;
+            let k = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let v = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            let key = seg
+                .get(at + 8..(at + 8).checked_add(k).ok_or(ERR)?)
+                .ok_or(ERR)?;
+            let vs = at + 8 + k;
+            let value = seg.get(vs..vs.checked_add(v).ok_or(ERR)?).ok_or(ERR)?;
+            at = vs + v;
+            Ok((key, value))
+        })();
+        if parsed.is_err() {
+            failed = true;
+        }
+        Some(parsed.map_err(|e| (start, e)))
+    })
+}
+
+/// Appends a peer entry.
+pub fn put_peer(out: &mut Vec<u8>, record: &[u8]) {
+    out.extend_from_slice(&(record.len() as u16).to_le_bytes());
+    out.extend_from_slice(record);
+}
+
+/// The peer record whose entry starts at `at` (the offset an index slot holds).
+pub fn peer_at(seg: &[u8], at: usize) -> Result<&[u8], DecodeError> {
+    let head = seg.get(at..at + 2).ok_or(ERR)?;
+    let len = u16::from_le_bytes([head[0], head[1]]) as usize;
+    seg.get(at + 2..at + 2 + len).ok_or(ERR)
+}
+
+/// Iterates `(offset, record bytes)` over a peer segment.
+pub fn peers(
+    seg: &[u8],
+) -> impl Iterator<Item = Result<(usize, &[u8]), (usize, DecodeError)>> + Clone {
+    let mut at = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || at == seg.len() {
+            return None;
+        }
+        let start = at;
+        match peer_at(seg, at) {
+            Ok(r) => {
+                at += 2 + r.len();
+                Some(Ok((start, r)))
+            }
+            Err(e) => {
+                failed = true;
+                Some(Err((start, e)))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let mut seg = vec![];
+        put_entry(&mut seg, b"k1", b"v1");
+        put_entry(&mut seg, b"", b"");
+        assert_eq!(seg.len(), entry_len(b"k1", b"v1") + 8);
+        let got: Vec<_> = entries(&seg).map(Result::unwrap).collect();
+        assert_eq!(got, vec![(&b"k1"[..], &b"v1"[..]), (&b""[..], &b""[..])]);
+        let mut ps = vec![];
+        put_peer(&mut ps, b"abc");
+        put_peer(&mut ps, b"de");
+        let got: Vec<_> = peers(&ps).map(Result::unwrap).collect();
+        assert_eq!(got, vec![(0, &b"abc"[..]), (5, &b"de"[..])]);
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let mut seg = vec![];
+        put_entry(&mut seg, b"key", b"value");
+        for cut in 1..seg.len() {
+            assert!(entries(&seg[..cut]).any(|e| e.is_err()), "cut {cut}");
+        }
+        let huge = [0xff; 8];
+        assert_eq!(entries(&huge).next(), Some(Err((0, ERR))));
+        assert!(peer_at(&[5, 0, 1], 0).is_err());
+        assert!(peer_at(&[], 7).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! Engine-level peer table API: records as the engine stores them. The
+//! typed API ([`crate::Account`]) is built on this; use this layer for
+//! custom surfaces and tests.
+
+use crate::error::Result;
+use crate::format::index::NameKind;
+use crate::format::peer_record::{PeerRecord, peer_key, split_key};
+use crate::store::{Change, Store};
+
+impl Store {
+    /// Saves engine peer records in one atomic commit. Merge rules: a min
+    /// record or one without an access hash never replaces a known full
+    /// access hash; a record equal to the stored one writes nothing; a
+    /// username or phone taken from another peer is removed from it.
+    pub fn put_peer_records(&self, records: Vec<PeerRecord>) -> Result<()> {
+        self.put_peer_records_with(records, false)
+    }
+
+    pub(crate) fn put_peer_records_with(&self, records: Vec<PeerRecord>, sync: bool) -> Result<()> {
+        self.transact(sync, |_| {
+            Ok((records.into_iter().map(Change::Peer).collect(), ()))
+        })
+    }
+
+    /// Deletes a peer; true if it existed.
+    pub fn delete_peer_record(&self, account: u32, peer_id: i64) -> Result<bool> {
+        let key = peer_key(account, peer_id);
+        self.transact(false, |st| {
+            let exists = st.record(key)?.is_some();
+            Ok((
+                if exists {
+                    vec![Change::DeletePeer(key)]
+                } else {
+                    vec![]
+                },
+                exists,
+            ))
+        })
+    }
+
+    /// The stored record of a peer.
+    pub fn peer_record(&self, account: u32, peer_id: i64) -> Result<Option<PeerRecord>> {
+        self.read(|st| Ok(st.record(peer_key(account, peer_id))?.map(|r| r.to_owned())))
+    }
+
+    /// The access hash of a peer: `None` if the peer is unknown,
+    /// `Some(None)` if it is known without one. The hot path: no
+    /// allocation, no syscall.
+    #[inline]
+    pub fn peer_access_hash(&self, account: u32, peer_id: i64) -> Option<Option<i64>> {
+        self.peer_hash(account, peer_id).map(|(h, _)| h)
+    }
+
+    /// The peer id owning a username (ASCII case-insensitive).
+    pub fn peer_id_by_username(&self, account: u32, username: &str) -> Result<Option<i64>> {
+        self.read(|st| {
+            Ok(st
+                .owner(NameKind::Username, account, username)?
+                .map(|k| split_key(k).1))
+        })
+    }
+
+    /// The peer id owning a phone number (exact match).
+    pub fn peer_id_by_phone(&self, account: u32, phone: &str) -> Result<Option<i64>> {
+        self.read(|st| {
+            Ok(st
+                .owner(NameKind::Phone, account, phone)?
+                .map(|k| split_key(k).1))
+        })
+    }
+
+    /// Ids of every peer of an account.
+    pub fn peer_ids(&self, account: u32) -> Result<Vec<i64>> {
+        self.read(|st| {
+            Ok(st
+                .peer_keys(Some(account))?
+                .into_iter()
+                .map(|k| split_key(k).1)
+                .collect())
+        })
+    }
+
+    /// Number of peers of an account (counted once, then kept up to date).
+    pub fn peer_record_count(&self, account: u32) -> Result<u64> {
+        self.read_mut(|st| st.account_peer_count(account))
+    }
+}

@@ -1,0 +1,409 @@
+//! Opening a store: lock, pick the superblock, load segments, map the peer
+//! generation, replay the log written since the last checkpoint, and tell a
+//! torn tail (truncated and reported) from corruption (an error).
+
+use crate::error::{Error, Result};
+use crate::format::commit;
+use crate::format::frame::{self, FrameError};
+use crate::format::index;
+use crate::format::segment;
+use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
+use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
+use crate::io::RawFile;
+use crate::mmap::Region;
+use crate::state::{PeerGen, State, Tracking};
+use crate::store::{BUCKET_NAMES, Options, PEERS, Writer, WriterStats};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+const OWNER_MAGIC: u32 = 0x504c_4f47;
+
+/// Opens the file and takes the lock (exclusive, or shared when read-only).
+pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<File> {
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(!opts.read_only)
+        .create(opts.create && !opts.read_only)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io("opening the store file"))?;
+    let locked = if opts.read_only {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match locked {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut b = [0u8; 8];
+            let pid = file.read_exact_at(&mut b, OWNER_OFFSET).ok().and_then(|_| {
+                let pid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                (check == pid ^ OWNER_MAGIC && pid != 0).then_some(pid)
+            });
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+                pid,
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(Error::io("locking the store file")(e)),
+    }
+    if !existed && let Some(dir) = path.parent() {
+        // Make the new directory entry durable too.
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(file)
+}
+
+fn write_owner(file: &dyn RawFile) {
+    let pid = std::process::id();
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&pid.to_le_bytes());
+    b[4..].copy_from_slice(&(pid ^ OWNER_MAGIC).to_le_bytes());
+    let _ = file.write_at(&b, OWNER_OFFSET);
+}
+
+fn read(file: &dyn RawFile, offset: u64, len: u64, what: &'static str) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_at(&mut buf, offset).map_err(Error::io(what))?;
+    Ok(buf)
+}
+
+fn init(file: &dyn RawFile, opts: &Options) -> Result<()> {
+    let log_len = crate::format::page_round(opts.log_size.max(PAGE));
+    let sb = Superblock {
+        generation: 1,
+        next_seq: 1,
+        log: Extent {
+            offset: DATA_START,
+            len: log_len,
+        },
+        file_len: DATA_START + log_len,
+        ..Default::default()
+    };
+    file.set_len(sb.file_len)
+        .map_err(Error::io("sizing a new store"))?;
+    file.write_at(&sb.encode(), Superblock::slot_offset(sb.generation))
+        .map_err(Error::io("writing the superblock"))?;
+    file.sync().map_err(Error::io("syncing a new store"))
+}
+
+/// Reads both slots and picks the valid one with the higher generation.
+fn pick_superblock(file: &dyn RawFile, len: u64, path: Option<&Path>) -> Result<Superblock> {
+    let not_peerlog = || Error::NotPeerlog {
+        path: path.map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let mut results = Vec::new();
+    for slot in 0..2u64 {
+        let at = slot * PAGE;
+        if len < at + superblock::SIZE as u64 {
+            results.push((at, Err(SlotError::NotPeerlog)));
+            continue;
+        }
+        let mut img = [0u8; superblock::SIZE];
+        file.read_at(&mut img, at)
+            .map_err(Error::io("reading the superblock"))?;
+        let r = Superblock::decode(&img).and_then(|sb| {
+            if Superblock::slot_offset(sb.generation) == at {
+                Ok(sb)
+            } else {
+                Err(SlotError::Corrupt(
+                    "superblock generation does not match its slot",
+                ))
+            }
+        });
+        results.push((at, r));
+    }
+    if let Some((_, Err(SlotError::Version(v)))) = results
+        .iter()
+        .find(|(_, r)| matches!(r, Err(SlotError::Version(_))))
+    {
+        return Err(Error::UnsupportedVersion {
+            found: *v,
+            supported: superblock::FORMAT_VERSION,
+        });
+    }
+    let best = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .max_by_key(|sb| sb.generation);
+    if let Some(sb) = best {
+        return Ok(*sb);
+    }
+    match results.iter().find_map(|(at, r)| match r {
+        Err(SlotError::Corrupt(what)) => Some((*at, *what)),
+        _ => None,
+    }) {
+        Some((at, what)) => Err(Error::corrupt(at, what)),
+        None => Err(not_peerlog()),
+    }
+}
+
+/// Loads an opened (and locked) file into memory, recovering its log.
+pub(crate) fn load(
+    file: &dyn RawFile,
+    opts: &Options,
+    path: Option<&Path>,
+) -> Result<(State, Writer)> {
+    let mut len = file.len().map_err(Error::io("reading the file length"))?;
+    if len == 0 {
+        if opts.read_only || !opts.create {
+            return Err(Error::NotPeerlog {
+                path: path.map(Path::to_path_buf).unwrap_or_default(),
+            });
+        }
+        init(file, opts)?;
+        len = file.len().map_err(Error::io("reading the file length"))?;
+    }
+    let sb = pick_superblock(file, len, path)?;
+    if len < sb.file_len {
+        return Err(Error::corrupt(
+            len,
+            format!(
+                "file is {len} bytes but its superblock needs {}: truncated",
+                sb.file_len
+            ),
+        ));
+    }
+    if len > sb.file_len && !opts.read_only {
+        // Regions of a checkpoint that never committed.
+        file.set_len(sb.file_len)
+            .map_err(Error::io("dropping an unfinished checkpoint"))?;
+    }
+    let mut track = Tracking::default();
+    let mut stats = WriterStats::default();
+
+    // Generic buckets: read and check every segment.
+    let mut maps: [std::collections::BTreeMap<Vec<u8>, Vec<u8>>; NUM_BUCKETS] = Default::default();
+    for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
+        let s = sb.segments[b];
+        if s.len == 0 {
+            continue;
+        }
+        let bytes = read(file, s.offset, s.len, "reading a bucket segment")?;
+        if masked_crc(&bytes) != s.crc {
+            return Err(Error::corrupt(
+                s.offset,
+                format!("{} segment checksum mismatch", BUCKET_NAMES[b]),
+            ));
+        }
+        for e in segment::entries(&bytes) {
+            let (k, v) = e.map_err(|(at, _)| {
+                Error::corrupt(s.offset + at as u64, "malformed segment entry")
+            })?;
+            track.buckets[b].live_bytes += segment::entry_len(k, v) as u64;
+            maps[b].insert(k.to_vec(), v.to_vec());
+        }
+        if maps[b].len() as u64 != s.count {
+            return Err(Error::corrupt(
+                s.offset,
+                format!("{} segment entry count mismatch", BUCKET_NAMES[b]),
+            ));
+        }
+    }
+
+    // The peer generation: map it; check the index header; rebuild it from
+    // the segment if it is missing, stale or damaged.
+    let (table, rebuilt) = load_peer_gen(file, &sb, opts)?;
+    stats.index_rebuilt = rebuilt;
+    let mut state = State::new(Arc::new(table));
+    state.maps = maps;
+
+    // Replay the log.
+    let log = read(file, sb.log.offset, sb.log.len, "reading the log")?;
+    let mut pos = 0usize;
+    let mut seq = sb.next_seq;
+    loop {
+        let Ok(f) = frame::decode(&log[pos..]) else {
+            break;
+        };
+        let Ok((s, _)) = commit::peek(f.payload) else {
+            break;
+        };
+        if f.kind != frame::KIND_COMMIT || s != seq {
+            break;
+        }
+        let c = commit::decode(f.payload).map_err(|e| {
+            Error::corrupt(
+                sb.log.offset + pos as u64,
+                format!("commit {seq} has a valid checksum but {e}"),
+            )
+        })?;
+        for op in &c.ops {
+            state.apply(op, &mut track).map_err(|e| match e {
+                Error::Invalid(what) => Error::corrupt(sb.log.offset + pos as u64, what),
+                other => other,
+            })?;
+        }
+        pos += f.len();
+        seq += 1;
+    }
+    let durable_end = sb.log_durable as usize;
+    if pos < durable_end {
+        return Err(Error::corrupt(
+            sb.log.offset + pos as u64,
+            "damaged record in the synced part of the log",
+        ));
+    }
+    let rest = &log[pos..];
+    let garbage_end = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if garbage_end > 0 {
+        // Damage: a torn tail, unless a later commit proves that the
+        // missing one had been synced.
+        if let Some(later) = later_commit_proving(rest, seq) {
+            return Err(Error::corrupt(
+                sb.log.offset + pos as u64,
+                format!(
+                    "damaged commit {seq} is followed by commit {later} written after it was synced"
+                ),
+            ));
+        }
+        stats.recovered_bytes = garbage_end as u64;
+        if !opts.read_only {
+            let zeros = vec![0u8; garbage_end];
+            file.write_at(&zeros, sb.log.offset + pos as u64)
+                .map_err(Error::io("truncating a torn log tail"))?;
+            file.sync()
+                .map_err(Error::io("syncing the truncated log"))?;
+        }
+    }
+
+    let mut writer = Writer {
+        sb,
+        log_pos: sb.log.offset + pos as u64,
+        next_seq: seq,
+        synced_seq: seq - 1,
+        last_sync: Instant::now(),
+        dirty: false,
+        poisoned: None,
+        free: Vec::new(),
+        quarantine: Vec::new(),
+        file_len: sb.file_len,
+        track,
+        stats,
+        read_only: opts.read_only,
+        index_unsaved: rebuilt,
+    };
+    let mut used = sb.regions();
+    used.sort_by_key(|e| e.offset);
+    let mut at = DATA_START;
+    for e in used {
+        if e.offset > at {
+            writer.release(Extent {
+                offset: at,
+                len: e.offset - at,
+            });
+        }
+        at = at.max(e.end());
+    }
+    if at < sb.file_len {
+        writer.release(Extent {
+            offset: at,
+            len: sb.file_len - at,
+        });
+    }
+    if !opts.read_only {
+        write_owner(file);
+    }
+    Ok((state, writer))
+}
+
+/// A valid commit after `rest[0]` whose seq is not older than the missing
+/// one and whose writer had synced through it.
+fn later_commit_proving(rest: &[u8], missing: u64) -> Option<u64> {
+    (1..rest.len().saturating_sub(frame::HEADER_LEN)).find_map(|i| {
+        let f = match frame::decode(&rest[i..]) {
+            Ok(f) => f,
+            Err(FrameError::BadHeader | FrameError::Short | FrameError::BadCrc) => return None,
+        };
+        let (seq, synced) = commit::peek(f.payload).ok()?;
+        (f.kind == frame::KIND_COMMIT && seq > missing && synced >= missing).then_some(seq)
+    })
+}
+
+fn map_or_read(file: &dyn RawFile, offset: u64, len: u64, what: &'static str) -> Result<Region> {
+    match file.map(offset, len) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Ok(Region::Heap(read(file, offset, len, what)?)),
+        Err(e) => Err(Error::io(what)(e)),
+    }
+}
+
+fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<(PeerGen, bool)> {
+    let seg_ref: SegmentRef = sb.segments[PEERS as usize];
+    let seg = map_or_read(
+        file,
+        seg_ref.offset,
+        seg_ref.len,
+        "mapping the peer segment",
+    )?;
+    if sb.index.len > 0 {
+        let index = map_or_read(
+            file,
+            sb.index.offset,
+            sb.index.len,
+            "mapping the peer index",
+        )?;
+        if let Ok(header) = index::Header::decode(&index)
+            && header.segment_offset == seg_ref.offset
+            && header.peer_count == seg_ref.count
+        {
+            return Ok((
+                PeerGen {
+                    seg,
+                    index,
+                    header,
+                    seg_ref,
+                    index_extent: sb.index,
+                },
+                false,
+            ));
+        }
+    }
+    // Missing, stale or damaged: rebuild from the segment, which must then
+    // pass its checksum (it is the only copy of the peers).
+    if seg_ref.len == 0 && sb.index.len == 0 {
+        let mut g = PeerGen::empty(opts.index_load);
+        g.index_extent = sb.index;
+        return Ok((g, false));
+    }
+    if masked_crc(&seg) != seg_ref.crc {
+        return Err(Error::corrupt(
+            seg_ref.offset,
+            "peer segment checksum mismatch",
+        ));
+    }
+    let mut g = PeerGen {
+        seg,
+        index: Region::Heap(vec![]),
+        header: Default::default(),
+        seg_ref,
+        index_extent: sb.index,
+    };
+    let mut recs = Vec::new();
+    for e in g.records() {
+        let (off, r) = e?;
+        recs.push((off, r.bytes().to_vec()));
+    }
+    let parsed = recs.iter().filter_map(|(off, b)| {
+        Some((
+            *off,
+            crate::format::peer_record::PeerRecordRef::parse(b).ok()?,
+        ))
+    });
+    let bytes = index::build(parsed, seg_ref.offset, opts.index_load);
+    g.header = index::Header::decode(&bytes).map_err(|e| Error::corrupt(sb.index.offset, e))?;
+    g.index = Region::Heap(bytes);
+    Ok((g, true))
+}

@@ -1,0 +1,417 @@
+//! The in-memory side of an open store: generic buckets as ordered maps,
+//! and the peer table as a mapped generation plus a small overlay of the
+//! peers changed since it was written.
+
+use crate::error::{Error, Result};
+use crate::format::NUM_BUCKETS;
+use crate::format::commit::Op;
+use crate::format::index::{self, IndexView, NameKind, name_hash};
+use crate::format::peer_record::PeerRecordRef;
+use crate::format::segment;
+use crate::format::superblock::{Extent, SegmentRef};
+use crate::mmap::Region;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+/// Hasher for keys that are already well-mixed or small integers.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = index::fmix64(self.0 ^ b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = index::fmix64(self.0 ^ n);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64)
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
+
+/// One immutable generation of the peer table: segment plus index.
+#[derive(Debug)]
+pub(crate) struct PeerGen {
+    pub seg: Region,
+    pub index: Region,
+    pub header: index::Header,
+    pub seg_ref: SegmentRef,
+    /// Where the index lives in the file (len 0: only in memory).
+    pub index_extent: Extent,
+}
+
+impl PeerGen {
+    pub fn empty(load: f64) -> PeerGen {
+        let region = index::build(std::iter::empty(), 0, load);
+        let header = index::Header::decode(&region).expect("a freshly built index is valid");
+        PeerGen {
+            seg: Region::Heap(vec![]),
+            index: Region::Heap(region),
+            header,
+            seg_ref: SegmentRef::default(),
+            index_extent: Extent::default(),
+        }
+    }
+
+    #[inline]
+    pub fn view(&self) -> IndexView<'_> {
+        IndexView::trusted(&self.index, self.header)
+    }
+
+    /// The record an index slot points at, checked against `key` when given.
+    pub fn record_at(&self, off: u64, key: Option<u64>) -> Result<PeerRecordRef<'_>> {
+        let bad =
+            |what: &str| Error::corrupt(self.seg_ref.offset + off, format!("peer segment: {what}"));
+        let bytes =
+            segment::peer_at(&self.seg, off as usize).map_err(|_| bad("entry out of bounds"))?;
+        let rec = PeerRecordRef::parse(bytes).map_err(|_| bad("malformed peer record"))?;
+        if key.is_some_and(|k| k != rec.key()) {
+            return Err(bad("index slot points at another peer"));
+        }
+        Ok(rec)
+    }
+
+    /// Every record in segment order.
+    pub fn records(&self) -> impl Iterator<Item = Result<(u64, PeerRecordRef<'_>)>> + '_ {
+        let base = self.seg_ref.offset;
+        segment::peers(&self.seg).map(move |e| {
+            let (off, bytes) =
+                e.map_err(|(at, _)| Error::corrupt(base + at as u64, "peer segment entry"))?;
+            let rec = PeerRecordRef::parse(bytes)
+                .map_err(|_| Error::corrupt(base + off as u64, "malformed peer record"))?;
+            Ok((off as u64, rec))
+        })
+    }
+}
+
+/// Names changed since the generation: hash → (normalized name, owner).
+type NameOverlay = FastMap<u64, Vec<(Box<str>, Option<u64>)>>;
+
+fn normalize(kind: NameKind, name: &str) -> Box<str> {
+    match kind {
+        NameKind::Username => name.to_ascii_lowercase().into(),
+        NameKind::Phone => name.into(),
+    }
+}
+
+fn same(kind: NameKind, a: &str, b: &str) -> bool {
+    match kind {
+        NameKind::Username => a.eq_ignore_ascii_case(b),
+        NameKind::Phone => a == b,
+    }
+}
+
+/// Names a record answers to.
+fn names_of<'a>(r: &PeerRecordRef<'a>) -> impl Iterator<Item = (NameKind, &'a str)> + 'a {
+    r.usernames()
+        .map(|u| (NameKind::Username, u))
+        .chain(r.phone().map(|p| (NameKind::Phone, p)))
+}
+
+#[derive(Debug)]
+pub(crate) struct PeerState {
+    pub table: Arc<PeerGen>,
+    /// Peers changed since `table`: the new record, or `None` if deleted.
+    pub overlay: FastMap<u64, Option<Arc<[u8]>>>,
+    names: NameOverlay,
+    pub live: u64,
+    pub per_account: Option<FastMap<u32, u64>>,
+}
+
+/// What the writer tracks per generic bucket to decide compaction.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct BucketTrack {
+    /// Keys changed since the segment: their segment entry size (0 if the
+    /// key was not in the segment).
+    pub dirty: HashMap<Vec<u8>, u32>,
+    /// Segment bytes superseded by later changes.
+    pub seg_dead: u64,
+    /// Bytes of live entries.
+    pub live_bytes: u64,
+    /// Log bytes written for this bucket since the last checkpoint.
+    pub log_bytes: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tracking {
+    pub buckets: [BucketTrack; NUM_BUCKETS],
+    /// Peer segment bytes superseded by the overlay.
+    pub peer_seg_dead: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub maps: [BTreeMap<Vec<u8>, Vec<u8>>; NUM_BUCKETS],
+    pub peers: PeerState,
+}
+
+impl State {
+    pub fn new(table: Arc<PeerGen>) -> State {
+        let live = table.header.peer_count;
+        State {
+            maps: Default::default(),
+            peers: PeerState {
+                table,
+                overlay: FastMap::default(),
+                names: NameOverlay::default(),
+                live,
+                per_account: None,
+            },
+        }
+    }
+
+    /// The current record of a peer.
+    pub fn record(&self, key: u64) -> Result<Option<PeerRecordRef<'_>>> {
+        let p = &self.peers;
+        if !p.overlay.is_empty()
+            && let Some(e) = p.overlay.get(&key)
+        {
+            return Ok(e.as_deref().and_then(|b| PeerRecordRef::parse(b).ok()));
+        }
+        match p.table.view().get(key) {
+            Some(slot) => p.table.record_at(slot.offset(), Some(key)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The hot path: access hash and flags straight from the id slot (or
+    /// the overlay record), without parsing or allocating.
+    #[inline]
+    pub fn hash_of(&self, key: u64) -> Option<(Option<i64>, u8)> {
+        let p = &self.peers;
+        if !p.overlay.is_empty()
+            && let Some(e) = p.overlay.get(&key)
+        {
+            let b = e.as_deref()?;
+            let flags = b[20];
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&b[12..20]);
+            return Some(((flags & 1 != 0).then(|| i64::from_le_bytes(h)), flags));
+        }
+        p.table
+            .view()
+            .get(key)
+            .map(|s| (s.access_hash(), s.flags()))
+    }
+
+    /// The peer key that currently owns a username or phone.
+    pub fn owner(&self, kind: NameKind, account: u32, name: &str) -> Result<Option<u64>> {
+        let p = &self.peers;
+        let hash = name_hash(kind, account, name);
+        if let Some(list) = p.names.get(&hash)
+            && let Some((_, owner)) = list.iter().find(|(n, _)| same(kind, n, name))
+        {
+            return Ok(*owner);
+        }
+        for off in p.table.view().names(kind, hash) {
+            let rec = p.table.record_at(off, None)?;
+            if rec.account() != account
+                || !names_of(&rec).any(|(k, n)| k == kind && same(kind, n, name))
+            {
+                continue;
+            }
+            let key = rec.key();
+            // The generation says `key` had the name; the overlay may have
+            // changed that peer since.
+            return Ok(match p.overlay.get(&key) {
+                None => Some(key),
+                Some(now) => {
+                    let still = now
+                        .as_deref()
+                        .and_then(|b| PeerRecordRef::parse(b).ok())
+                        .is_some_and(|r| {
+                            names_of(&r).any(|(k, n)| k == kind && same(kind, n, name))
+                        });
+                    still.then_some(key)
+                }
+            });
+        }
+        Ok(None)
+    }
+
+    fn set_owner(&mut self, kind: NameKind, account: u32, name: &str, owner: Option<u64>) {
+        let list = self
+            .peers
+            .names
+            .entry(name_hash(kind, account, name))
+            .or_default();
+        match list.iter_mut().find(|(n, _)| same(kind, n, name)) {
+            Some(e) => e.1 = owner,
+            None => list.push((normalize(kind, name), owner)),
+        }
+    }
+
+    /// Applies one op (already validated and resolved by the writer).
+    pub fn apply(&mut self, op: &Op, track: &mut Tracking) -> Result<()> {
+        match op {
+            Op::Put { bucket, key, value } => {
+                let b = *bucket as usize;
+                touch(&self.maps[b], &mut track.buckets[b], key);
+                let t = &mut track.buckets[b];
+                t.log_bytes += op.encoded_len() as u64;
+                t.live_bytes += segment::entry_len(key, value) as u64;
+                if let Some(old) = self.maps[b].insert(key.clone(), value.clone()) {
+                    t.live_bytes -= segment::entry_len(key, &old) as u64;
+                }
+            }
+            Op::Delete { bucket, key } => {
+                let b = *bucket as usize;
+                touch(&self.maps[b], &mut track.buckets[b], key);
+                let t = &mut track.buckets[b];
+                t.log_bytes += op.encoded_len() as u64;
+                if let Some(old) = self.maps[b].remove(key) {
+                    t.live_bytes -= segment::entry_len(key, &old) as u64;
+                }
+            }
+            Op::PutPeer(bytes) => {
+                let new = PeerRecordRef::parse(bytes)
+                    .map_err(|_| Error::Invalid("malformed peer record".into()))?;
+                let key = new.key();
+                self.release_names(key, Some(&new), track)?;
+                for (kind, name) in names_of(&new) {
+                    self.set_owner(kind, new.account(), name, Some(key));
+                }
+                if self
+                    .peers
+                    .overlay
+                    .insert(key, Some(Arc::from(bytes.as_slice())))
+                    .is_none()
+                {
+                    self.note_gen_dead(key, track);
+                }
+            }
+            Op::DeletePeer(key) => {
+                if self.record(*key)?.is_none() {
+                    return Ok(());
+                }
+                self.release_names(*key, None, track)?;
+                if self.peers.overlay.insert(*key, None).is_none() {
+                    self.note_gen_dead(*key, track);
+                }
+                self.peers.live -= 1;
+                let account = crate::format::peer_record::split_key(*key).0;
+                if let Some(c) = self
+                    .peers
+                    .per_account
+                    .as_mut()
+                    .and_then(|m| m.get_mut(&account))
+                {
+                    *c -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Before `key` changes to `new` (or is deleted): names it held and
+    /// no longer holds stop resolving to it; a new peer is counted.
+    fn release_names(
+        &mut self,
+        key: u64,
+        new: Option<&PeerRecordRef<'_>>,
+        _track: &mut Tracking,
+    ) -> Result<()> {
+        let old: Option<(u32, Vec<(NameKind, String)>)> = self.record(key)?.map(|r| {
+            (
+                r.account(),
+                names_of(&r).map(|(k, n)| (k, n.to_owned())).collect(),
+            )
+        });
+        match old {
+            None => {
+                if new.is_some() {
+                    self.peers.live += 1;
+                    let account = crate::format::peer_record::split_key(key).0;
+                    if let Some(m) = self.peers.per_account.as_mut() {
+                        *m.entry(account).or_default() += 1;
+                    }
+                }
+            }
+            Some((account, names)) => {
+                for (kind, name) in names {
+                    let kept = new.is_some_and(|r| {
+                        names_of(r).any(|(k, n)| k == kind && same(kind, n, &name))
+                    });
+                    if !kept && self.owner(kind, account, &name)? == Some(key) {
+                        self.set_owner(kind, account, &name, None);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn note_gen_dead(&self, key: u64, track: &mut Tracking) {
+        let table = &self.peers.table;
+        if let Some(slot) = table.view().get(key)
+            && let Ok(b) = segment::peer_at(&table.seg, slot.offset() as usize)
+        {
+            track.peer_seg_dead += 2 + b.len() as u64;
+        }
+    }
+
+    /// Drops the overlay once a new generation holds all of it.
+    pub fn install_gen(&mut self, table: Arc<PeerGen>) {
+        self.peers.table = table;
+        self.peers.overlay.clear();
+        self.peers.names.clear();
+    }
+
+    /// Peer count per account, computed on first use and then maintained.
+    pub fn account_peer_count(&mut self, account: u32) -> Result<u64> {
+        if self.peers.per_account.is_none() {
+            let mut m = FastMap::<u32, u64>::default();
+            for key in self.peer_keys(None)? {
+                *m.entry(crate::format::peer_record::split_key(key).0)
+                    .or_default() += 1;
+            }
+            self.peers.per_account = Some(m);
+        }
+        Ok(self
+            .peers
+            .per_account
+            .as_ref()
+            .and_then(|m| m.get(&account))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// Keys of every live peer (of one account, if given).
+    pub fn peer_keys(&self, account: Option<u32>) -> Result<Vec<u64>> {
+        let p = &self.peers;
+        let mut out = Vec::new();
+        for e in p.table.records() {
+            let (_, r) = e?;
+            if account.is_none_or(|a| a == r.account()) && !p.overlay.contains_key(&r.key()) {
+                out.push(r.key());
+            }
+        }
+        for (k, v) in &p.overlay {
+            if v.is_some()
+                && account.is_none_or(|a| a == crate::format::peer_record::split_key(*k).0)
+            {
+                out.push(*k);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// First change to `key` since the segment: remember what the segment held.
+fn touch(map: &BTreeMap<Vec<u8>, Vec<u8>>, t: &mut BucketTrack, key: &[u8]) {
+    if !t.dirty.contains_key(key) {
+        let seg = map
+            .get(key)
+            .map_or(0, |v| segment::entry_len(key, v) as u32);
+        t.seg_dead += seg as u64;
+        t.dirty.insert(key.to_vec(), seg);
+    }
+}

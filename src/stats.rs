@@ -1,0 +1,134 @@
+//! What [`Store::stats`] reports.
+
+use crate::format::NUM_BUCKETS;
+use crate::store::{BUCKET_NAMES, Compaction, PEERS, Store};
+
+/// Sizes of one bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketStats {
+    /// Bucket name.
+    pub name: &'static str,
+    /// Live entries (peers, for the peer bucket).
+    pub entries: u64,
+    /// Bytes of live data.
+    pub live_bytes: u64,
+    /// Bytes of the bucket's segment superseded by later changes; a
+    /// checkpoint rewrites the segment when this passes the thresholds in
+    /// [`crate::Options`].
+    pub dead_bytes: u64,
+    /// Bytes of its current segment.
+    pub segment_bytes: u64,
+    /// Log bytes written for it since the last checkpoint.
+    pub log_bytes: u64,
+}
+
+/// A snapshot of a store's size and health.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes of the file.
+    pub file_size: u64,
+    /// Superblock generation (checkpoints so far, over the file's life).
+    pub generation: u64,
+    /// Per bucket.
+    pub buckets: Vec<BucketStats>,
+    /// Live peers, all accounts.
+    pub peer_count: u64,
+    /// Peers changed since the current index generation (held in memory).
+    pub overlay_peers: usize,
+    /// Load factor of the id index.
+    pub id_index_load: f64,
+    /// Load factor of the username index.
+    pub username_index_load: f64,
+    /// Bytes of torn log tail dropped when this handle opened.
+    pub recovered_bytes: u64,
+    /// The peer index failed its check on open and was rebuilt.
+    pub index_rebuilt: bool,
+    /// The last checkpoint or compaction of this handle.
+    pub last_compaction: Option<Compaction>,
+    /// Checkpoints run by this handle.
+    pub checkpoints: u64,
+    /// Commits written by this handle.
+    pub commits: u64,
+    /// fdatasync calls made for commits by this handle.
+    pub syncs: u64,
+    /// Log bytes in use.
+    pub log_used: u64,
+    /// Log region capacity.
+    pub log_capacity: u64,
+    /// Free bytes inside the file, reusable by later regions.
+    pub free_bytes: u64,
+}
+
+impl Store {
+    /// Sizes, counts and health of the store.
+    pub fn stats(&self) -> Stats {
+        let w = self.inner.writer.lock();
+        let st = self.inner.state.read();
+        let file_size = self.inner.file.len().unwrap_or(0);
+        let table = &st.peers.table;
+        let mut buckets = Vec::with_capacity(NUM_BUCKETS);
+        for (b, name) in BUCKET_NAMES.iter().enumerate() {
+            let t = &w.track.buckets[b];
+            let seg = w.sb.segments[b];
+            buckets.push(if b == PEERS as usize {
+                let overlay: u64 = st
+                    .peers
+                    .overlay
+                    .values()
+                    .flatten()
+                    .map(|r| r.len() as u64 + 2)
+                    .sum();
+                BucketStats {
+                    name,
+                    entries: st.peers.live,
+                    live_bytes: seg.len.saturating_sub(w.track.peer_seg_dead) + overlay,
+                    dead_bytes: w.track.peer_seg_dead,
+                    segment_bytes: seg.len,
+                    log_bytes: 0,
+                }
+            } else {
+                BucketStats {
+                    name,
+                    entries: st.maps[b].len() as u64,
+                    live_bytes: t.live_bytes,
+                    dead_bytes: t.seg_dead,
+                    segment_bytes: seg.len,
+                    log_bytes: t.log_bytes,
+                }
+            });
+        }
+        let h = table.header;
+        let load = |used: u64, slots: u64| {
+            if slots == 0 {
+                0.0
+            } else {
+                used as f64 / slots as f64
+            }
+        };
+        let view = table.view();
+        let names_used = view
+            .name_slots(crate::format::index::NameKind::Username)
+            .iter()
+            .filter(|s| s.hash() != 0)
+            .count() as u64;
+        Stats {
+            file_size,
+            generation: w.sb.generation,
+            buckets,
+            peer_count: st.peers.live,
+            overlay_peers: st.peers.overlay.len(),
+            id_index_load: load(h.peer_count, h.id_slots),
+            username_index_load: load(names_used, h.name_slots),
+            recovered_bytes: w.stats.recovered_bytes,
+            index_rebuilt: w.stats.index_rebuilt,
+            last_compaction: w.stats.last_compaction.clone(),
+            checkpoints: w.stats.checkpoints,
+            commits: w.stats.commits,
+            syncs: w.stats.syncs,
+            log_used: w.log_pos - w.sb.log.offset,
+            log_capacity: w.sb.log.len,
+            free_bytes: w.free.iter().map(|e| e.len).sum(),
+        }
+    }
+}

@@ -1,0 +1,965 @@
+//! The store: one file, one writer, many readers.
+//!
+//! Write path: a commit is encoded as one frame and appended to the log
+//! region (one `pwrite`), synced according to [`Durability`], then applied to
+//! the in-memory state under a short write lock. Readers only ever take the
+//! state's read lock, so they never wait for a disk write, a sync or a
+//! checkpoint's I/O.
+//!
+//! Checkpoint (also "compaction"): when the log region is full, a bucket has
+//! too many dead bytes, or on [`Store::compact`], the writer rewrites the
+//! buckets that need it into new segments (the others carry their few
+//! changed keys into the new log), writes a new log region, syncs, and only
+//! then flips the superblock and syncs again. A crash at any point reopens to
+//! the old superblock or the new one.
+
+use crate::error::{Error, Result};
+use crate::format::commit::{self, Op};
+use crate::format::frame;
+use crate::format::index::{self, NameKind};
+use crate::format::peer_record::{PeerRecord, PeerRecordRef, peer_key};
+use crate::format::segment;
+use crate::format::superblock::{Extent, SegmentRef, Superblock};
+use crate::format::{DATA_START, NUM_BUCKETS, PAGE, masked_crc, page_round};
+use crate::io::{FileBackend, MemFile, RawFile};
+use crate::mmap::Region;
+use crate::state::{PeerGen, State, Tracking};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Bucket numbers of the format (see FORMAT.md, "Buckets").
+pub(crate) const META: u8 = 0;
+pub(crate) const SESSION: u8 = 1;
+pub(crate) const PEERS: u8 = 2;
+pub(crate) const STATE: u8 = 3;
+pub(crate) const DEDUP: u8 = 4;
+pub(crate) const QUEUE: u8 = 5;
+pub(crate) const CONVERSATIONS: u8 = 6;
+pub(crate) const RAW: u8 = 7;
+/// Bucket names, by number.
+pub const BUCKET_NAMES: [&str; NUM_BUCKETS] = [
+    "meta",
+    "session",
+    "peers",
+    "state",
+    "dedup",
+    "queue",
+    "conversations",
+    "raw",
+];
+
+/// Largest key in a bucket.
+pub const MAX_KEY_LEN: usize = 4096;
+/// Largest value in a bucket.
+pub const MAX_VALUE_LEN: usize = 64 << 20;
+/// Largest commit (all its ops encoded).
+pub const MAX_COMMIT_LEN: usize = 1 << 30;
+
+/// When a commit is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fdatasync before every commit returns: survives power loss.
+    Immediate,
+    /// Group commit: commits within the window share one fdatasync, run by
+    /// the first commit after the window or by a background thread.
+    /// A power loss can lose at most the last window; a process crash loses
+    /// nothing that returned.
+    Batched(Duration),
+    /// Never sync except at checkpoints and on [`Store::sync`]; left to the
+    /// OS. A process crash loses nothing that returned.
+    None,
+}
+
+/// Settings for [`Store::open_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// When commits become durable. Session and queue writes of the typed
+    /// layer are always synced, whatever this says.
+    pub durability: Durability,
+    /// Create the file if it does not exist.
+    pub create: bool,
+    /// Open without writing anything (no recovery truncation, no repair).
+    pub read_only: bool,
+    /// Capacity of a fresh log region; it grows when one commit needs more.
+    pub log_size: u64,
+    /// A bucket's segment is rewritten when its dead bytes exceed both this
+    /// fraction of the segment and [`Options::compact_min_dead`].
+    pub compact_dead_ratio: f64,
+    /// See [`Options::compact_dead_ratio`].
+    pub compact_min_dead: u64,
+    /// The peer table gets a new generation when this many peers changed
+    /// since the last one (or a quarter of the table, if larger).
+    pub peer_fold_min: usize,
+    /// Maximum load factor of the hash indexes.
+    pub index_load: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Batched(Duration::from_millis(10)),
+            create: true,
+            read_only: false,
+            log_size: 1 << 20,
+            compact_dead_ratio: 0.5,
+            compact_min_dead: 64 << 10,
+            peer_fold_min: 16_384,
+            index_load: 0.75,
+        }
+    }
+}
+
+/// A handle to an open store. Cheap to clone; all clones share one file,
+/// one lock and one writer.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub file: Arc<dyn RawFile>,
+    pub state: RwLock<State>,
+    pub writer: Mutex<Writer>,
+    pub opts: Options,
+    pub path: Option<PathBuf>,
+}
+
+/// One peer table change a caller asks for; the writer resolves it (merge
+/// rules, unchanged records, moved usernames) into log ops.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    Op(Op),
+    Peer(PeerRecord),
+    DeletePeer(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriterStats {
+    pub checkpoints: u64,
+    pub last_compaction: Option<Compaction>,
+    pub recovered_bytes: u64,
+    pub index_rebuilt: bool,
+    pub commits: u64,
+    pub syncs: u64,
+}
+
+/// What the last checkpoint did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compaction {
+    /// When it finished.
+    pub at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// Buckets whose segment was rewritten.
+    pub rewritten: Vec<&'static str>,
+    /// Bytes written (segments, index, carried log).
+    pub bytes_written: u64,
+}
+
+pub(crate) struct Writer {
+    pub sb: Superblock,
+    pub log_pos: u64,
+    pub next_seq: u64,
+    pub synced_seq: u64,
+    pub last_sync: Instant,
+    pub dirty: bool,
+    pub poisoned: Option<String>,
+    pub free: Vec<Extent>,
+    pub quarantine: Vec<(Extent, Weak<PeerGen>)>,
+    pub file_len: u64,
+    pub track: Tracking,
+    pub stats: WriterStats,
+    pub read_only: bool,
+    /// The in-memory index must be written out at the next checkpoint.
+    pub index_unsaved: bool,
+}
+
+impl Writer {
+    fn check(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        match &self.poisoned {
+            Some(first) => Err(Error::Poisoned {
+                first: first.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure: every later write sees it.
+    fn poison(&mut self, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |e| {
+            if self.poisoned.is_none() {
+                self.poisoned = Some(format!("{context}: {e}"));
+            }
+            Error::Io { context, source: e }
+        }
+    }
+
+    fn alloc(&mut self, len: u64) -> (Extent, bool) {
+        let len = page_round(len.max(1));
+        if let Some(i) = self.free.iter().position(|e| e.len >= len) {
+            let e = self.free[i];
+            if e.len == len {
+                self.free.remove(i);
+            } else {
+                self.free[i] = Extent {
+                    offset: e.offset + len,
+                    len: e.len - len,
+                };
+            }
+            return (
+                Extent {
+                    offset: e.offset,
+                    len,
+                },
+                false,
+            );
+        }
+        let e = Extent {
+            offset: self.file_len,
+            len,
+        };
+        self.file_len += len;
+        (e, true)
+    }
+
+    pub(crate) fn release(&mut self, e: Extent) {
+        if e.len == 0 {
+            return;
+        }
+        let at = self.free.partition_point(|f| f.offset < e.offset);
+        self.free.insert(at, e);
+        let mut merged: Vec<Extent> = Vec::with_capacity(self.free.len());
+        for f in self.free.drain(..) {
+            match merged.last_mut() {
+                Some(m) if m.end() == f.offset => m.len += f.len,
+                _ => merged.push(f),
+            }
+        }
+        self.free = merged;
+    }
+}
+
+/// Stored keys carry an internal prefix (bucket name, account) on top of
+/// the caller's key.
+const MAX_STORED_KEY: usize = MAX_KEY_LEN + 512;
+
+pub(crate) fn check_key(key: &[u8]) -> Result<()> {
+    if key.len() > MAX_STORED_KEY {
+        return Err(Error::TooLarge {
+            what: "key",
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_put(key: &[u8], value: &[u8]) -> Result<()> {
+    check_key(key)?;
+    if value.len() > MAX_VALUE_LEN {
+        return Err(Error::TooLarge {
+            what: "value",
+            len: value.len(),
+            max: MAX_VALUE_LEN,
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens or creates the store at `path` with default [`Options`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// Opens or creates the store at `path`.
+    ///
+    /// Takes an exclusive lock on the file for the life of the store: a
+    /// second open, from this process or another, fails with
+    /// [`Error::Locked`]. New files are created with mode 0600.
+    pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let file = crate::recovery::open_locked(&path, &opts)?;
+        Self::open_inner(Arc::new(FileBackend::new(file)), opts, Some(path))
+    }
+
+    /// A store that lives in memory only: same behaviour, nothing on disk.
+    pub fn memory() -> Store {
+        let opts = Options {
+            durability: Durability::None,
+            ..Options::default()
+        };
+        Self::open_backend(Arc::new(MemFile::new()), opts)
+            .expect("an empty in-memory store always opens")
+    }
+
+    /// Opens a store on any [`RawFile`] (memory, crash simulation, faults).
+    pub fn open_backend(file: Arc<dyn RawFile>, opts: Options) -> Result<Store> {
+        Self::open_inner(file, opts, None)
+    }
+
+    fn open_inner(file: Arc<dyn RawFile>, opts: Options, path: Option<PathBuf>) -> Result<Store> {
+        let (state, writer) = crate::recovery::load(&*file, &opts, path.as_deref())?;
+        let heal = writer.index_unsaved && !opts.read_only;
+        let inner = Arc::new(Inner {
+            file,
+            state: RwLock::new(state),
+            writer: Mutex::new(writer),
+            opts,
+            path,
+        });
+        if heal {
+            let mut w = inner.writer.lock();
+            inner.checkpoint(&mut w, false, 0)?;
+        }
+        if let Durability::Batched(window) = inner.opts.durability
+            && !inner.opts.read_only
+        {
+            spawn_flusher(Arc::downgrade(&inner), window);
+        }
+        Ok(Store { inner })
+    }
+
+    /// The file behind the store, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// A named raw bucket: the escape hatch for anything the typed API does
+    /// not cover. Names are 1..=255 bytes.
+    pub fn bucket(&self, name: &str) -> Result<crate::bucket::Bucket> {
+        crate::bucket::Bucket::new(self.clone(), name)
+    }
+
+    /// A batch of puts and deletes across raw buckets, committed atomically.
+    pub fn batch(&self) -> crate::bucket::Batch {
+        crate::bucket::Batch::new(self.clone())
+    }
+
+    /// Runs `f` on a batch and commits it atomically if `f` succeeds.
+    pub fn write<R>(&self, f: impl FnOnce(&mut crate::bucket::Batch) -> Result<R>) -> Result<R> {
+        let mut b = self.batch();
+        let r = f(&mut b)?;
+        b.commit()?;
+        Ok(r)
+    }
+
+    /// Makes every returned commit durable now.
+    pub fn sync(&self) -> Result<()> {
+        let mut w = self.inner.writer.lock();
+        if w.read_only {
+            return Ok(());
+        }
+        w.check()?;
+        self.inner.sync_now(&mut w)
+    }
+
+    /// Rewrites every bucket with changes or dead bytes into fresh segments
+    /// and a new peer index generation, and empties the log.
+    pub fn compact(&self) -> Result<()> {
+        let mut w = self.inner.writer.lock();
+        w.check()?;
+        self.inner.checkpoint(&mut w, true, 0)
+    }
+
+    /// Runs `f` with the current state under the read lock.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.inner.state.read())
+    }
+
+    /// Runs `f` with exclusive state access (rare, e.g. lazy counters).
+    pub(crate) fn read_mut<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.inner.state.write())
+    }
+
+    /// Read-modify-write: `f` sees the state with the writer lock held (no
+    /// other commit can interleave) and returns the changes to commit.
+    pub(crate) fn transact<R>(
+        &self,
+        sync: bool,
+        f: impl FnOnce(&State) -> Result<(Vec<Change>, R)>,
+    ) -> Result<R> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock();
+        w.check()?;
+        let (ops, r) = {
+            let st = inner.state.read();
+            let (changes, r) = f(&st)?;
+            (resolve(&st, changes)?, r)
+        };
+        inner.append(&mut w, ops, sync)?;
+        Ok(r)
+    }
+
+    /// The engine's view of a peer's access hash and flags (hot path).
+    #[inline]
+    pub(crate) fn peer_hash(&self, account: u32, peer_id: i64) -> Option<(Option<i64>, u8)> {
+        self.inner.state.read().hash_of(peer_key(account, peer_id))
+    }
+}
+
+fn spawn_flusher(inner: Weak<Inner>, window: Duration) {
+    let window = window.max(Duration::from_millis(1));
+    let _ = std::thread::Builder::new()
+        .name("peerlog-flush".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(window);
+                let Some(inner) = inner.upgrade() else { return };
+                let mut w = inner.writer.lock();
+                if w.dirty && w.poisoned.is_none() {
+                    let _ = inner.sync_now(&mut w);
+                }
+            }
+        });
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let w = self.writer.get_mut();
+        if w.dirty && w.poisoned.is_none() && !w.read_only {
+            let _ = self.file.sync();
+        }
+    }
+}
+
+/// Local view of peers changed earlier in the same batch.
+#[derive(Default)]
+struct BatchPeers {
+    records: HashMap<u64, Option<PeerRecord>>,
+    owners: HashMap<(u8, u32, String), Option<u64>>,
+}
+
+fn name_key(kind: NameKind, account: u32, name: &str) -> (u8, u32, String) {
+    let n = if kind == NameKind::Username {
+        name.to_ascii_lowercase()
+    } else {
+        name.to_owned()
+    };
+    (kind as u8, account, n)
+}
+
+fn record_names(r: &PeerRecord) -> Vec<(NameKind, String)> {
+    let mut v: Vec<_> = r
+        .usernames
+        .iter()
+        .map(|u| (NameKind::Username, u.clone()))
+        .collect();
+    v.extend(r.phone.iter().map(|p| (NameKind::Phone, p.clone())));
+    v
+}
+
+impl BatchPeers {
+    fn current(&self, st: &State, key: u64) -> Result<Option<PeerRecord>> {
+        match self.records.get(&key) {
+            Some(r) => Ok(r.clone()),
+            None => Ok(st.record(key)?.map(|r| r.to_owned())),
+        }
+    }
+    fn owner(&self, st: &State, kind: NameKind, account: u32, name: &str) -> Result<Option<u64>> {
+        match self.owners.get(&name_key(kind, account, name)) {
+            Some(o) => Ok(*o),
+            None => st.owner(kind, account, name),
+        }
+    }
+    fn set(&mut self, st: &State, key: u64, rec: Option<PeerRecord>) -> Result<()> {
+        if let Some(old) = self.current(st, key)? {
+            for (kind, name) in record_names(&old) {
+                if self.owner(st, kind, old.account, &name)? == Some(key) {
+                    self.owners.insert(name_key(kind, old.account, &name), None);
+                }
+            }
+        }
+        if let Some(r) = &rec {
+            for (kind, name) in record_names(r) {
+                self.owners
+                    .insert(name_key(kind, r.account, &name), Some(key));
+            }
+        }
+        self.records.insert(key, rec);
+        Ok(())
+    }
+}
+
+/// Turns requested changes into log ops: applies the peer merge rules,
+/// drops writes that change nothing, and moves usernames and phones that a
+/// peer takes from another peer (the loser is rewritten without them).
+fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
+    let mut ops = Vec::with_capacity(changes.len());
+    let mut local = BatchPeers::default();
+    for c in changes {
+        match c {
+            Change::Op(op) => {
+                match &op {
+                    Op::Put { key, value, .. } => check_put(key, value)?,
+                    Op::Delete { key, .. } => check_key(key)?,
+                    _ => {}
+                }
+                ops.push(op);
+            }
+            Change::DeletePeer(key) => {
+                if local.current(st, key)?.is_some() {
+                    local.set(st, key, None)?;
+                    ops.push(Op::DeletePeer(key));
+                }
+            }
+            Change::Peer(mut rec) => {
+                rec.validate().map_err(Error::Invalid)?;
+                let key = peer_key(rec.account, rec.peer_id);
+                let cur = local.current(st, key)?;
+                if let Some(cur) = &cur {
+                    let known_full = cur.access_hash.is_some() && !cur.min;
+                    if known_full && (rec.min || rec.access_hash.is_none()) {
+                        rec.access_hash = cur.access_hash;
+                        rec.min = false;
+                    } else if rec.access_hash.is_none() {
+                        rec.access_hash = cur.access_hash;
+                        rec.min = cur.min;
+                    }
+                    if *cur == rec {
+                        continue;
+                    }
+                }
+                for (kind, name) in record_names(&rec) {
+                    let Some(other) = local.owner(st, kind, rec.account, &name)? else {
+                        continue;
+                    };
+                    if other == key {
+                        continue;
+                    }
+                    let Some(mut loser) = local.current(st, other)? else {
+                        continue;
+                    };
+                    match kind {
+                        NameKind::Username => {
+                            if loser.primary
+                                && loser
+                                    .usernames
+                                    .first()
+                                    .is_some_and(|u| u.eq_ignore_ascii_case(&name))
+                            {
+                                loser.primary = false;
+                            }
+                            loser.usernames.retain(|u| !u.eq_ignore_ascii_case(&name));
+                        }
+                        NameKind::Phone => loser.phone = None,
+                    }
+                    ops.push(Op::PutPeer(loser.encode()));
+                    local.set(st, other, Some(loser))?;
+                }
+                ops.push(Op::PutPeer(rec.encode()));
+                local.set(st, key, Some(rec))?;
+            }
+        }
+    }
+    Ok(ops)
+}
+
+impl Inner {
+    pub(crate) fn sync_now(&self, w: &mut Writer) -> Result<()> {
+        if !w.dirty {
+            return Ok(());
+        }
+        self.file.sync().map_err(w.poison("syncing the log"))?;
+        w.dirty = false;
+        w.synced_seq = w.next_seq.saturating_sub(1);
+        w.last_sync = Instant::now();
+        w.stats.syncs += 1;
+        Ok(())
+    }
+
+    /// Appends one commit and applies it. `force_sync` makes it durable
+    /// before returning whatever the durability mode.
+    pub(crate) fn append(&self, w: &mut Writer, ops: Vec<Op>, force_sync: bool) -> Result<()> {
+        if ops.is_empty() {
+            return if force_sync { self.sync_now(w) } else { Ok(()) };
+        }
+        let payload_len = commit::HEADER_LEN + ops.iter().map(Op::encoded_len).sum::<usize>();
+        if payload_len > MAX_COMMIT_LEN {
+            return Err(Error::TooLarge {
+                what: "commit",
+                len: payload_len,
+                max: MAX_COMMIT_LEN,
+            });
+        }
+        let need = frame::framed_len(payload_len);
+        if w.log_pos + need as u64 > w.sb.log.end() {
+            self.checkpoint(w, false, need)?;
+        }
+        let mut buf = Vec::with_capacity(need);
+        frame::encode(
+            frame::KIND_COMMIT,
+            &commit::encode(w.next_seq, w.synced_seq, &ops),
+            &mut buf,
+        );
+        let at = w.log_pos;
+        self.file
+            .write_at(&buf, at)
+            .map_err(w.poison("appending to the log"))?;
+        w.log_pos += buf.len() as u64;
+        w.next_seq += 1;
+        w.dirty = true;
+        w.stats.commits += 1;
+        let sync = force_sync
+            || match self.opts.durability {
+                Durability::Immediate => true,
+                Durability::Batched(window) => w.last_sync.elapsed() >= window,
+                Durability::None => false,
+            };
+        if sync {
+            self.sync_now(w)?;
+        }
+        {
+            let mut st = self.state.write();
+            for op in &ops {
+                st.apply(op, &mut w.track)?;
+            }
+        }
+        if self.peers_need_fold(w) {
+            self.checkpoint(w, false, 0)?;
+        }
+        Ok(())
+    }
+
+    fn peers_need_fold(&self, w: &Writer) -> bool {
+        let st = self.state.read();
+        let p = &st.peers;
+        let threshold = self
+            .opts
+            .peer_fold_min
+            .max(p.table.header.peer_count as usize / 4);
+        p.overlay.len() >= threshold || w.index_unsaved
+    }
+
+    /// Writes new segments / index / log region, syncs, flips the
+    /// superblock, syncs, then frees what the old superblock used.
+    pub(crate) fn checkpoint(&self, w: &mut Writer, force: bool, need: usize) -> Result<()> {
+        w.check()?;
+        let started = Instant::now();
+        let opts = &self.opts;
+        let over = |dead: u64, len: u64| {
+            dead > opts
+                .compact_min_dead
+                .max((opts.compact_dead_ratio * len as f64) as u64)
+        };
+        let mut carry: Vec<Op> = Vec::new();
+        let mut new_segs: Vec<(usize, Vec<u8>, u64)> = Vec::new();
+        let mut new_peers: Option<(Vec<u8>, u64, Vec<u8>)> = None;
+        let mut carried_bytes = [0u64; NUM_BUCKETS];
+        {
+            let st = self.state.read();
+            for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
+                let t = &w.track.buckets[b];
+                let seg = w.sb.segments[b];
+                if t.dirty.is_empty() && !(force && t.seg_dead > 0) {
+                    continue;
+                }
+                let map = &st.maps[b];
+                let carry_len: u64 = t
+                    .dirty
+                    .iter()
+                    .map(|(k, &in_seg)| match map.get(k) {
+                        Some(v) => 10 + (k.len() + v.len()) as u64,
+                        None if in_seg > 0 => 6 + k.len() as u64,
+                        None => 0,
+                    })
+                    .sum();
+                if force || over(t.seg_dead, seg.len) || carry_len > opts.log_size / 4 {
+                    let mut bytes = Vec::with_capacity(t.live_bytes as usize);
+                    for (k, v) in map {
+                        segment::put_entry(&mut bytes, k, v);
+                    }
+                    new_segs.push((b, bytes, map.len() as u64));
+                } else {
+                    for (k, &in_seg) in &t.dirty {
+                        match map.get(k) {
+                            Some(v) => carry.push(Op::Put {
+                                bucket: b as u8,
+                                key: k.clone(),
+                                value: v.clone(),
+                            }),
+                            None if in_seg > 0 => carry.push(Op::Delete {
+                                bucket: b as u8,
+                                key: k.clone(),
+                            }),
+                            None => {}
+                        }
+                    }
+                    carried_bytes[b] = carry_len;
+                }
+            }
+            let p = &st.peers;
+            let table = &p.table;
+            let fold = w.index_unsaved
+                || (force && (!p.overlay.is_empty() || w.track.peer_seg_dead > 0))
+                || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 4)
+                || over(w.track.peer_seg_dead, table.seg_ref.len);
+            if fold {
+                let mut seg = Vec::with_capacity(table.seg.len());
+                let mut count = 0u64;
+                for e in table.records() {
+                    let (_, r) = e?;
+                    if !p.overlay.contains_key(&r.key()) {
+                        segment::put_peer(&mut seg, r.bytes());
+                        count += 1;
+                    }
+                }
+                for r in p.overlay.values().flatten() {
+                    segment::put_peer(&mut seg, r);
+                    count += 1;
+                }
+                if seg.len() as u64 > index::MAX_SEGMENT {
+                    return Err(Error::TooLarge {
+                        what: "peer table",
+                        len: seg.len(),
+                        max: index::MAX_SEGMENT as usize,
+                    });
+                }
+                new_peers = Some((seg, count, Vec::new()));
+            } else {
+                for (k, v) in &p.overlay {
+                    match v {
+                        Some(r) => carry.push(Op::PutPeer(r.to_vec())),
+                        None if table.view().get(*k).is_some() => carry.push(Op::DeletePeer(*k)),
+                        None => {}
+                    }
+                }
+            }
+        }
+
+        // Allocate and write every new region. Nothing the current
+        // superblock references is touched.
+        let mut new_sb = w.sb;
+        new_sb.generation += 1;
+        let mut written = 0u64;
+        let mut freed: Vec<Extent> = vec![w.sb.log];
+        let mut rewritten: Vec<&'static str> = Vec::new();
+        for (b, bytes, count) in &new_segs {
+            freed.push(w.sb.segments[*b].extent());
+            new_sb.segments[*b] = if bytes.is_empty() {
+                SegmentRef::default()
+            } else {
+                let (ext, _) = w.alloc(bytes.len() as u64);
+                self.file
+                    .write_at(bytes, ext.offset)
+                    .map_err(w.poison("writing a bucket segment"))?;
+                written += bytes.len() as u64;
+                SegmentRef {
+                    offset: ext.offset,
+                    len: bytes.len() as u64,
+                    count: *count,
+                    crc: masked_crc(bytes),
+                }
+            };
+            rewritten.push(BUCKET_NAMES[*b]);
+        }
+        let old_table = self.state.read().peers.table.clone();
+        if let Some((seg, count, index_bytes)) = &mut new_peers {
+            let (seg_ext, _) = w.alloc(seg.len() as u64);
+            *index_bytes = index::build(
+                segment::peers(seg).filter_map(|e| {
+                    let (off, b) = e.ok()?;
+                    Some((off as u64, PeerRecordRef::parse(b).ok()?))
+                }),
+                seg_ext.offset,
+                opts.index_load,
+            );
+            let (idx_ext, _) = w.alloc(index_bytes.len() as u64);
+            self.file
+                .write_at(seg, seg_ext.offset)
+                .map_err(w.poison("writing the peer segment"))?;
+            self.file
+                .write_at(index_bytes, idx_ext.offset)
+                .map_err(w.poison("writing the peer index"))?;
+            written += (seg.len() + index_bytes.len()) as u64;
+            new_sb.segments[PEERS as usize] = if seg.is_empty() {
+                SegmentRef::default()
+            } else {
+                SegmentRef {
+                    offset: seg_ext.offset,
+                    len: seg.len() as u64,
+                    count: *count,
+                    crc: masked_crc(seg),
+                }
+            };
+            if seg.is_empty() {
+                w.release(seg_ext);
+            }
+            new_sb.index = Extent {
+                offset: idx_ext.offset,
+                len: index_bytes.len() as u64,
+            };
+            rewritten.push(BUCKET_NAMES[PEERS as usize]);
+        }
+        let mut carry_frame = Vec::new();
+        if !carry.is_empty() {
+            let seq = w.next_seq;
+            frame::encode(
+                frame::KIND_COMMIT,
+                &commit::encode(seq, seq - 1, &carry),
+                &mut carry_frame,
+            );
+        }
+        let log_len = page_round(
+            opts.log_size
+                .max((2 * carry_frame.len() + need) as u64 + PAGE),
+        );
+        let (log, fresh) = w.alloc(log_len);
+        if !fresh {
+            // A reused region holds old bytes; the log must start zeroed so
+            // recovery can tell a torn tail from leftovers.
+            let zeros = vec![0u8; (log.len as usize).min(1 << 20)];
+            let mut at = log.offset;
+            while at < log.end() {
+                let n = zeros.len().min((log.end() - at) as usize);
+                self.file
+                    .write_at(&zeros[..n], at)
+                    .map_err(w.poison("zeroing a log region"))?;
+                at += n as u64;
+            }
+        }
+        if !carry_frame.is_empty() {
+            self.file
+                .write_at(&carry_frame, log.offset)
+                .map_err(w.poison("writing the carried log"))?;
+            written += carry_frame.len() as u64;
+        }
+        new_sb.log = log;
+        new_sb.log_durable = carry_frame.len() as u64;
+        new_sb.next_seq = w.next_seq;
+        new_sb.file_len = new_sb
+            .regions()
+            .iter()
+            .map(Extent::end)
+            .max()
+            .unwrap_or(DATA_START)
+            .max(DATA_START);
+        // The file must cover every region before the superblock names it.
+        self.file
+            .set_len(w.file_len)
+            .map_err(w.poison("extending the file"))?;
+        self.file.sync().map_err(w.poison("syncing new regions"))?;
+        let slot = Superblock::slot_offset(new_sb.generation);
+        self.file
+            .write_at(&new_sb.encode(), slot)
+            .map_err(w.poison("writing the superblock"))?;
+        self.file
+            .sync()
+            .map_err(w.poison("syncing the superblock"))?;
+
+        // Durable. Switch memory over to the new generation.
+        let new_table = match new_peers {
+            Some((seg, _, index_bytes)) => {
+                let seg_ref = new_sb.segments[PEERS as usize];
+                let header = index::Header::decode(&index_bytes)
+                    .map_err(|e| Error::corrupt(new_sb.index.offset, e))?;
+                let seg = match self.file.map(seg_ref.offset, seg_ref.len) {
+                    Ok(Some(m)) => m,
+                    _ => Region::Heap(seg),
+                };
+                let index = match self.file.map(new_sb.index.offset, new_sb.index.len) {
+                    Ok(Some(m)) => m,
+                    _ => Region::Heap(index_bytes),
+                };
+                Some(Arc::new(PeerGen {
+                    seg,
+                    index,
+                    header,
+                    seg_ref,
+                    index_extent: new_sb.index,
+                }))
+            }
+            None => None,
+        };
+        if let Some(table) = new_table {
+            let old_index = Extent {
+                offset: old_table.index_extent.offset,
+                len: page_round(old_table.index_extent.len),
+            };
+            let old_seg = old_table.seg_ref.extent();
+            self.state.write().install_gen(table);
+            w.track.peer_seg_dead = 0;
+            w.index_unsaved = false;
+            w.quarantine.push((old_seg, Arc::downgrade(&old_table)));
+            w.quarantine.push((old_index, Arc::downgrade(&old_table)));
+        }
+        drop(old_table);
+        for (b, _, _) in &new_segs {
+            let t = &mut w.track.buckets[*b];
+            t.dirty.clear();
+            t.seg_dead = 0;
+        }
+        for (b, t) in w.track.buckets.iter_mut().enumerate() {
+            t.log_bytes = carried_bytes[b];
+        }
+        w.sb = new_sb;
+        w.log_pos = log.offset + carry_frame.len() as u64;
+        if !carry_frame.is_empty() {
+            w.next_seq += 1;
+        }
+        w.synced_seq = w.next_seq - 1;
+        w.dirty = false;
+        w.last_sync = Instant::now();
+        for e in freed {
+            w.release(e);
+        }
+        self.reclaim(w);
+        w.stats.checkpoints += 1;
+        w.stats.last_compaction = Some(Compaction {
+            at: SystemTime::now(),
+            duration: started.elapsed(),
+            rewritten,
+            bytes_written: written,
+        });
+        Ok(())
+    }
+
+    /// Frees quarantined regions no mapping can see any more, and gives
+    /// free space at the end of the file back to the filesystem.
+    fn reclaim(&self, w: &mut Writer) {
+        let (dead, alive): (Vec<_>, Vec<_>) = w
+            .quarantine
+            .drain(..)
+            .partition(|(_, g)| g.strong_count() == 0);
+        w.quarantine = alive;
+        for (e, _) in dead {
+            w.release(e);
+        }
+        let floor = w
+            .quarantine
+            .iter()
+            .map(|(e, _)| e.end())
+            .max()
+            .unwrap_or(0)
+            .max(w.sb.file_len);
+        if let Some(last) = w.free.last().copied()
+            && last.end() == w.file_len
+        {
+            let new_len = last.offset.max(floor);
+            if new_len < w.file_len && self.file.set_len(new_len).is_ok() {
+                w.free.pop();
+                if new_len > last.offset {
+                    w.free.push(Extent {
+                        offset: last.offset,
+                        len: new_len - last.offset,
+                    });
+                }
+                w.file_len = new_len;
+            }
+        }
+    }
+}

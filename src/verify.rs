@@ -1,0 +1,241 @@
+//! Deep checks: every checksum, every index slot against the records it
+//! points at, every record against the index, and the file against the
+//! open store's memory.
+
+use crate::error::{Error, Result};
+use crate::format::index::{self, NameKind, name_hash};
+use crate::format::masked_crc;
+use crate::format::peer_record::PeerRecordRef;
+use crate::io::{FileBackend, RawFile};
+use crate::state::{PeerGen, State};
+use crate::store::{BUCKET_NAMES, Options, PEERS, Store};
+use std::path::Path;
+
+/// One thing [`Store::verify`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// File offset of the bad bytes (0 when not tied to one place).
+    pub offset: u64,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// The result of a verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Everything found wrong; empty when the store is sound.
+    pub problems: Vec<Problem>,
+    /// Peer records checked.
+    pub peers_checked: u64,
+    /// Index slots checked.
+    pub slots_checked: u64,
+    /// Generic bucket entries checked.
+    pub entries_checked: u64,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+    fn push(&mut self, offset: u64, what: impl Into<String>) {
+        self.problems.push(Problem {
+            offset,
+            what: what.into(),
+        });
+    }
+    fn push_err(&mut self, e: Error) {
+        match e {
+            Error::Corrupt { offset, what } => self.push(offset, what),
+            other => self.push(0, other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_ok() {
+            return write!(
+                f,
+                "ok: {} peers, {} index slots, {} entries checked",
+                self.peers_checked, self.slots_checked, self.entries_checked
+            );
+        }
+        writeln!(f, "{} problem(s):", self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  at byte {}: {}", p.offset, p.what)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the peer generation slot by slot.
+fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
+    let base = g.index_extent.offset;
+    if from_file && g.seg_ref.len > 0 && masked_crc(&g.seg) != g.seg_ref.crc {
+        r.push(g.seg_ref.offset, "peer segment checksum mismatch");
+    }
+    if from_file && !index::slots_crc_ok(&g.index, &g.header) {
+        r.push(base, "peer index slot checksum mismatch");
+    }
+    let view = g.view();
+    let mut used = 0u64;
+    for (i, s) in view.id_slots().iter().enumerate() {
+        if s.key() == 0 {
+            continue;
+        }
+        used += 1;
+        r.slots_checked += 1;
+        match g.record_at(s.offset(), Some(s.key())) {
+            Ok(rec) if rec.access_hash() == s.access_hash() && rec.flags() == s.flags() => {}
+            Ok(_) => r.push(
+                base + 64 + 24 * i as u64,
+                "id slot disagrees with its record",
+            ),
+            Err(e) => r.push_err(e),
+        }
+    }
+    if used != g.header.peer_count {
+        r.push(
+            base,
+            format!(
+                "index holds {used} peers, header says {}",
+                g.header.peer_count
+            ),
+        );
+    }
+    for e in g.records() {
+        let (off, rec) = match e {
+            Ok(x) => x,
+            Err(e) => {
+                r.push_err(e);
+                return;
+            }
+        };
+        r.peers_checked += 1;
+        let at = g.seg_ref.offset + off;
+        if view.get(rec.key()).map(|s| s.offset()) != Some(off) {
+            r.push(at, "peer record not reachable through the id index");
+        }
+        let names = rec
+            .usernames()
+            .map(|u| (NameKind::Username, u))
+            .chain(rec.phone().map(|p| (NameKind::Phone, p)));
+        for (kind, name) in names {
+            if !view
+                .names(kind, name_hash(kind, rec.account(), name))
+                .any(|o| o == off)
+            {
+                r.push(
+                    at,
+                    format!(
+                        "{kind:?} of peer {} not reachable through its index",
+                        rec.peer_id()
+                    ),
+                );
+            }
+        }
+    }
+    if r.peers_checked > 0 && g.header.peer_count != g.seg_ref.count {
+        r.push(g.seg_ref.offset, "segment count and index disagree");
+    }
+}
+
+fn check_file(file: &dyn RawFile, r: &mut VerifyReport) -> Option<State> {
+    let opts = Options {
+        read_only: true,
+        create: false,
+        ..Options::default()
+    };
+    match crate::recovery::load(file, &opts, None) {
+        Ok((state, w)) => {
+            if w.stats.index_rebuilt {
+                r.push(
+                    w.sb.index.offset,
+                    "peer index missing, stale or failing its header check",
+                );
+            }
+            if w.stats.recovered_bytes > 0 {
+                r.push(
+                    w.log_pos,
+                    format!("{} bytes of torn log tail", w.stats.recovered_bytes),
+                );
+            }
+            check_table(&state.peers.table, !w.stats.index_rebuilt, r);
+            r.entries_checked += state.maps.iter().map(|m| m.len() as u64).sum::<u64>();
+            Some(state)
+        }
+        Err(e) => {
+            r.push_err(e);
+            None
+        }
+    }
+}
+
+fn same_peers(a: &State, b: &State, r: &mut VerifyReport) -> Result<()> {
+    let mut ka = a.peer_keys(None)?;
+    let mut kb = b.peer_keys(None)?;
+    ka.sort_unstable();
+    kb.sort_unstable();
+    if ka != kb {
+        r.push(
+            0,
+            format!("file holds {} peers, memory {}", ka.len(), kb.len()),
+        );
+        return Ok(());
+    }
+    for k in ka {
+        let x = a.record(k)?.map(|r| r.bytes().to_vec());
+        let y = b.record(k)?.map(|r| r.bytes().to_vec());
+        if x != y {
+            let (acc, id) = crate::format::peer_record::split_key(k);
+            r.push(
+                0,
+                format!("peer {id} of account {acc} differs between file and memory"),
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Checks every checksum, every index slot against the log and
+    /// segments, every invariant, and that the file holds exactly what
+    /// this handle serves. Writers wait while it runs; readers do not.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _w = self.inner.writer.lock();
+        let mut r = VerifyReport::default();
+        if let Some(fresh) = check_file(&*self.inner.file, &mut r) {
+            let live = self.inner.state.read();
+            for (b, name) in BUCKET_NAMES.iter().enumerate() {
+                if b != PEERS as usize && fresh.maps[b] != live.maps[b] {
+                    r.push(0, format!("bucket {name} differs between file and memory"));
+                }
+            }
+            same_peers(&fresh, &live, &mut r)?;
+            check_table(&live.peers.table, false, &mut r);
+            r.peers_checked /= 2;
+        }
+        Ok(r)
+    }
+}
+
+/// Verifies a store file that no process has open, without keeping it
+/// open and without changing a byte. A store open elsewhere gives
+/// [`Error::Locked`].
+pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifyReport> {
+    let opts = Options {
+        read_only: true,
+        create: false,
+        ..Options::default()
+    };
+    let file = crate::recovery::open_locked(path.as_ref(), &opts)?;
+    let mut r = VerifyReport::default();
+    check_file(&FileBackend::new(file), &mut r);
+    Ok(r)
+}
+
+/// Validates one peer record's bytes (used by fuzz targets and tests).
+pub fn check_record(bytes: &[u8]) -> bool {
+    PeerRecordRef::parse(bytes).is_ok()
+}
