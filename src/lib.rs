@@ -2,3 +2,6 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod types;
+
+pub use types::*;
