@@ -2,6 +2,8 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod session;
 pub mod types;
 
+pub use session::*;
 pub use types::*;
