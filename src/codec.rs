@@ -163,7 +163,11 @@ impl<'a> Reader<'a> {
     }
     /// Reads an optional string written by [`Writer::opt_str`].
     pub fn opt_str(&mut self) -> Result<Option<&'a str>, DecodeError> {
-        Ok(if self.bool()? { Some(self.str()?) } else { None })
+        Ok(if self.bool()? {
+            Some(self.str()?)
+        } else {
+            None
+        })
     }
     /// The bytes not read yet.
     pub fn rest(&self) -> &'a [u8] {
@@ -175,7 +179,11 @@ impl<'a> Reader<'a> {
     }
     /// Fails unless every byte has been read (trailing garbage is an error).
     pub fn finish(&self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() { Ok(()) } else { Err(self.err()) }
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.err())
+        }
     }
 }
 
@@ -186,7 +194,13 @@ mod tests {
     #[test]
     fn roundtrip() {
         let mut w = Writer::new();
-        w.u8(7).u16(300).u32(70_000).i64(-5).str("héllo").opt_str(None).opt_str(Some("x"));
+        w.u8(7)
+            .u16(300)
+            .u32(70_000)
+            .i64(-5)
+            .str("héllo")
+            .opt_str(None)
+            .opt_str(Some("x"));
         let mut r = Reader::new(&w.buf, "test");
         assert_eq!(r.u8().unwrap(), 7);
         assert_eq!(r.u16().unwrap(), 300);
