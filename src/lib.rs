@@ -28,3 +28,8 @@ pub use store::{
     Store,
 };
 pub use verify::{Problem, VerifyReport, verify_file};
+pub mod session;
+pub mod types;
+
+pub use session::*;
+pub use types::*;
