@@ -130,9 +130,18 @@ impl std::fmt::Debug for Store {
 pub(crate) struct Inner {
     pub file: Arc<dyn RawFile>,
     pub state: RwLock<State>,
-    pub writer: Mutex<Writer>,
+    pub writer: Arc<Mutex<Writer>>,
     pub opts: Options,
     pub path: Option<PathBuf>,
+    flusher: Mutex<Option<Flusher>>,
+}
+
+/// The Batched-mode background sync. It holds the writer and the file,
+/// never the store, so dropping the last `Store` stops and joins it before
+/// the file (and its lock) is closed.
+struct Flusher {
+    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// One peer table change a caller asks for; the writer resolves it (merge
@@ -318,9 +327,10 @@ impl Store {
         let inner = Arc::new(Inner {
             file,
             state: RwLock::new(state),
-            writer: Mutex::new(writer),
+            writer: Arc::new(Mutex::new(writer)),
             opts,
             path,
+            flusher: Mutex::new(None),
         });
         if heal {
             let mut w = inner.writer.lock();
@@ -329,7 +339,7 @@ impl Store {
         if let Durability::Batched(window) = inner.opts.durability
             && !inner.opts.read_only
         {
-            spawn_flusher(Arc::downgrade(&inner), window);
+            *inner.flusher.lock() = spawn_flusher(inner.file.clone(), inner.writer.clone(), window);
         }
         Ok(Store { inner })
     }
@@ -412,29 +422,59 @@ impl Store {
     }
 }
 
-fn spawn_flusher(inner: Weak<Inner>, window: Duration) {
+fn spawn_flusher(file: Arc<dyn RawFile>, writer: Arc<Mutex<Writer>>, window: Duration) -> Option<Flusher> {
     let window = window.max(Duration::from_millis(1));
-    let _ = std::thread::Builder::new()
+    let stop = Arc::new((Mutex::new(false), parking_lot::Condvar::new()));
+    let signal = stop.clone();
+    let thread = std::thread::Builder::new()
         .name("peerlog-flush".into())
         .spawn(move || {
+            let (flag, cv) = &*signal;
             loop {
-                std::thread::sleep(window);
-                let Some(inner) = inner.upgrade() else { return };
-                let mut w = inner.writer.lock();
+                {
+                    let mut stopped = flag.lock();
+                    if !*stopped {
+                        cv.wait_for(&mut stopped, window);
+                    }
+                    if *stopped {
+                        return;
+                    }
+                }
+                let mut w = writer.lock();
                 if w.dirty && w.poisoned.is_none() {
-                    let _ = inner.sync_now(&mut w);
+                    let _ = sync_writer(&*file, &mut w);
                 }
             }
-        });
+        })
+        .ok()?;
+    Some(Flusher { stop, thread })
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let w = self.writer.get_mut();
+        if let Some(f) = self.flusher.get_mut().take() {
+            *f.stop.0.lock() = true;
+            f.stop.1.notify_all();
+            let _ = f.thread.join();
+        }
+        let w = self.writer.lock();
         if w.dirty && w.poisoned.is_none() && !w.read_only {
             let _ = self.file.sync();
         }
     }
+}
+
+/// Syncs the file if commits were written since the last sync.
+fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
+    if !w.dirty {
+        return Ok(());
+    }
+    file.sync().map_err(w.poison("syncing the log"))?;
+    w.dirty = false;
+    w.synced_seq = w.next_seq.saturating_sub(1);
+    w.last_sync = Instant::now();
+    w.stats.syncs += 1;
+    Ok(())
 }
 
 /// Local view of peers changed earlier in the same batch.
@@ -571,15 +611,7 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
 
 impl Inner {
     pub(crate) fn sync_now(&self, w: &mut Writer) -> Result<()> {
-        if !w.dirty {
-            return Ok(());
-        }
-        self.file.sync().map_err(w.poison("syncing the log"))?;
-        w.dirty = false;
-        w.synced_seq = w.next_seq.saturating_sub(1);
-        w.last_sync = Instant::now();
-        w.stats.syncs += 1;
-        Ok(())
+        sync_writer(&*self.file, w)
     }
 
     /// Appends one commit and applies it. `force_sync` makes it durable
