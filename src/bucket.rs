@@ -190,10 +190,6 @@ impl Batch {
         self.ops.is_empty()
     }
 
-    pub(crate) fn push(&mut self, c: Change) {
-        self.ops.push(c);
-    }
-
     /// Commits every queued change as one atomic commit.
     pub fn commit(self) -> Result<()> {
         let Batch { store, ops, sync } = self;

@@ -11,6 +11,10 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Positional file I/O: the whole interface the engine needs.
+#[allow(
+    clippy::len_without_is_empty,
+    reason = "mirrors File; an empty file is a valid state"
+)]
 pub trait RawFile: Send + Sync + std::fmt::Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;

@@ -224,14 +224,8 @@ pub(crate) fn load(
     let log = read(file, sb.log.offset, sb.log.len, "reading the log")?;
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
-    loop {
-        let Ok(f) = frame::decode(&log[pos..]) else {
-            break;
-        };
-        let Ok((s, _)) = commit::peek(f.payload) else {
-            break;
-        };
-        if f.kind != frame::KIND_COMMIT || s != seq {
+    while let Ok(f) = frame::decode(&log[pos..]) {
+        if f.kind != frame::KIND_COMMIT || commit::peek(f.payload).map(|(s, _)| s) != Ok(seq) {
             break;
         }
         let c = commit::decode(f.payload).map_err(|e| {

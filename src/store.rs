@@ -31,12 +31,18 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Bucket numbers of the format (see FORMAT.md, "Buckets").
+#[allow(dead_code)]
 pub(crate) const META: u8 = 0;
+#[allow(dead_code)]
 pub(crate) const SESSION: u8 = 1;
 pub(crate) const PEERS: u8 = 2;
+#[allow(dead_code)]
 pub(crate) const STATE: u8 = 3;
+#[allow(dead_code)]
 pub(crate) const DEDUP: u8 = 4;
+#[allow(dead_code)]
 pub(crate) const QUEUE: u8 = 5;
+#[allow(dead_code)]
 pub(crate) const CONVERSATIONS: u8 = 6;
 pub(crate) const RAW: u8 = 7;
 /// Bucket names, by number.
@@ -422,7 +428,11 @@ impl Store {
     }
 }
 
-fn spawn_flusher(file: Arc<dyn RawFile>, writer: Arc<Mutex<Writer>>, window: Duration) -> Option<Flusher> {
+fn spawn_flusher(
+    file: Arc<dyn RawFile>,
+    writer: Arc<Mutex<Writer>>,
+    window: Duration,
+) -> Option<Flusher> {
     let window = window.max(Duration::from_millis(1));
     let stop = Arc::new((Mutex::new(false), parking_lot::Condvar::new()));
     let signal = stop.clone();

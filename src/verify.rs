@@ -5,7 +5,6 @@
 use crate::error::{Error, Result};
 use crate::format::index::{self, NameKind, name_hash};
 use crate::format::masked_crc;
-use crate::format::peer_record::PeerRecordRef;
 use crate::io::{FileBackend, RawFile};
 use crate::state::{PeerGen, State};
 use crate::store::{BUCKET_NAMES, Options, PEERS, Store};
@@ -233,9 +232,4 @@ pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifyReport> {
     let mut r = VerifyReport::default();
     check_file(&FileBackend::new(file), &mut r);
     Ok(r)
-}
-
-/// Validates one peer record's bytes (used by fuzz targets and tests).
-pub fn check_record(bytes: &[u8]) -> bool {
-    PeerRecordRef::parse(bytes).is_ok()
 }

@@ -7,7 +7,10 @@ use peerlog::{Durability, Options, Store};
 fn churn_keeps_the_file_small() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("churn.peerlog");
-    let opts = Options { durability: Durability::None, ..Options::default() };
+    let opts = Options {
+        durability: Durability::None,
+        ..Options::default()
+    };
     let store = Store::open_with(&path, opts).unwrap();
     let keep = store.bucket("keep").unwrap();
     for i in 0..200u32 {
@@ -28,9 +31,15 @@ fn churn_keeps_the_file_small() {
     max_len = max_len.max(len);
     let stats = store.stats();
     assert!(stats.checkpoints > 50, "{stats:#?}");
-    assert!(max_len < (4 << 20) + live, "file grew to {max_len} bytes: {stats:#?}");
+    assert!(
+        max_len < (4 << 20) + live,
+        "file grew to {max_len} bytes: {stats:#?}"
+    );
     assert!(q.is_empty() && keep.len() == 200);
     let r = store.verify().unwrap();
     assert!(r.is_ok(), "{r}");
-    eprintln!("churn: final {len} bytes, max {max_len}, {} checkpoints", stats.checkpoints);
+    eprintln!(
+        "churn: final {len} bytes, max {max_len}, {} checkpoints",
+        stats.checkpoints
+    );
 }

@@ -19,9 +19,20 @@ fn hash(i: i64, v: i64) -> i64 {
 #[test]
 fn readers_see_only_committed_values() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { durability: Durability::None, peer_fold_min: 500, log_size: 128 << 10, ..Options::default() };
+    let opts = Options {
+        durability: Durability::None,
+        peer_fold_min: 500,
+        log_size: 128 << 10,
+        ..Options::default()
+    };
     let store = Store::open_with(dir.path().join("c.peerlog"), opts).unwrap();
-    store.put_peer_records((1..=PEERS).map(|i| rec(0, i, hash(i, 0), &[&format!("u{i}")])).collect()).unwrap();
+    store
+        .put_peer_records(
+            (1..=PEERS)
+                .map(|i| rec(0, i, hash(i, 0), &[&format!("u{i}")]))
+                .collect(),
+        )
+        .unwrap();
     let version = Arc::new(AtomicI64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..3)
@@ -33,11 +44,20 @@ fn readers_see_only_committed_values() {
                 while !done.load(Ordering::Acquire) {
                     // Every version <= committed is visible once its commit returned.
                     let floor = version.load(Ordering::Acquire);
-                    let h = store.peer_access_hash(0, i).expect("peer vanished").expect("hash lost");
+                    let h = store
+                        .peer_access_hash(0, i)
+                        .expect("peer vanished")
+                        .expect("hash lost");
                     let v = h - i * 1_000_000;
-                    assert!(h / 1_000_000 == i && v >= floor, "peer {i}: read version {v} after {floor} committed");
+                    assert!(
+                        h / 1_000_000 == i && v >= floor,
+                        "peer {i}: read version {v} after {floor} committed"
+                    );
                     if i % 7 == 0 {
-                        assert_eq!(store.peer_id_by_username(0, &format!("U{i}")).unwrap(), Some(i));
+                        assert_eq!(
+                            store.peer_id_by_username(0, &format!("U{i}")).unwrap(),
+                            Some(i)
+                        );
                     }
                     i = i % PEERS + 1;
                     reads += 1;
@@ -48,7 +68,14 @@ fn readers_see_only_committed_values() {
         .collect();
     for v in 1..=60 {
         for chunk in (1..=PEERS).collect::<Vec<_>>().chunks(250) {
-            store.put_peer_records(chunk.iter().map(|&i| rec(0, i, hash(i, v), &[&format!("u{i}")])).collect()).unwrap();
+            store
+                .put_peer_records(
+                    chunk
+                        .iter()
+                        .map(|&i| rec(0, i, hash(i, v), &[&format!("u{i}")]))
+                        .collect(),
+                )
+                .unwrap();
         }
         version.store(v, Ordering::Release);
         if v % 10 == 0 {

@@ -15,15 +15,28 @@ fn fill(store: &Store, round: i64) {
         b.put("q", &[i], &[round as u8; 64]).unwrap();
     }
     b.commit().unwrap();
-    store.put_peer_records((1..=120).map(|i| rec(0, i, i * 10 + round, &[&format!("p{i}")])).collect()).unwrap();
+    store
+        .put_peer_records(
+            (1..=120)
+                .map(|i| rec(0, i, i * 10 + round, &[&format!("p{i}")]))
+                .collect(),
+        )
+        .unwrap();
 }
 
 fn check(s: &Store, round: i64) {
     for i in 0..50u8 {
-        assert_eq!(s.bucket("q").unwrap().get(&[i]).unwrap(), Some(vec![round as u8; 64]));
+        assert_eq!(
+            s.bucket("q").unwrap().get(&[i]).unwrap(),
+            Some(vec![round as u8; 64])
+        );
     }
     for i in 1..=120 {
-        assert_eq!(s.peer_access_hash(0, i), Some(Some(i * 10 + round)), "peer {i}");
+        assert_eq!(
+            s.peer_access_hash(0, i),
+            Some(Some(i * 10 + round)),
+            "peer {i}"
+        );
         assert_eq!(s.peer_id_by_username(0, &format!("p{i}")).unwrap(), Some(i));
     }
     let r = s.verify().unwrap();
@@ -53,7 +66,10 @@ fn failure_at_every_step_of_compaction() {
                 break;
             }
             // Failed and latched: later writes error, reads still work.
-            assert!(matches!(store.bucket("q").unwrap().put(b"z", b"z"), Err(peerlog::Error::Poisoned { .. })));
+            assert!(matches!(
+                store.bucket("q").unwrap().put(b"z", b"z"),
+                Err(peerlog::Error::Poisoned { .. })
+            ));
             check_readonly(&store);
             drop(store);
             file.heal();

@@ -29,12 +29,14 @@ fn lock_holds_across_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.peerlog");
     let s = Store::open(&path).unwrap();
-    s.put_peer_records((1..20_000).map(|i| rec(0, i, i, &[])).collect()).unwrap();
+    s.put_peer_records((1..20_000).map(|i| rec(0, i, i, &[])).collect())
+        .unwrap();
     let t = {
         let s = s.clone();
         std::thread::spawn(move || {
             for i in 0..10 {
-                s.put_peer_records((1..2000).map(|j| rec(0, j, j + i, &[])).collect()).unwrap();
+                s.put_peer_records((1..2000).map(|j| rec(0, j, j + i, &[])).collect())
+                    .unwrap();
                 s.compact().unwrap();
             }
         })
@@ -63,7 +65,12 @@ fn lock_of_a_dead_process_never_blocks() {
     // A child process opens the store and is killed while holding it.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.peerlog");
-    Store::open(&path).unwrap().bucket("b").unwrap().put(b"k", b"v").unwrap();
+    Store::open(&path)
+        .unwrap()
+        .bucket("b")
+        .unwrap()
+        .put(b"k", b"v")
+        .unwrap();
     let mut child = std::process::Command::new("flock")
         .arg("-o")
         .arg(&path)
@@ -76,7 +83,10 @@ fn lock_of_a_dead_process_never_blocks() {
     child.kill().unwrap();
     child.wait().unwrap();
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.bucket("b").unwrap().get(b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        s.bucket("b").unwrap().get(b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
 }
 
 #[test]
@@ -85,7 +95,10 @@ fn verify_file_needs_the_file_closed() {
     let path = dir.path().join("v.peerlog");
     let s = Store::open(&path).unwrap();
     s.put_peer_records(vec![rec(0, 1, 2, &["x"])]).unwrap();
-    assert!(matches!(peerlog::verify_file(&path), Err(Error::Locked { .. })));
+    assert!(matches!(
+        peerlog::verify_file(&path),
+        Err(Error::Locked { .. })
+    ));
     drop(s);
     let r = peerlog::verify_file(&path).unwrap();
     assert!(r.is_ok(), "{r}");

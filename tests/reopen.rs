@@ -24,13 +24,26 @@ fn workload(store: &Store, model: &mut BTreeMap<(String, Vec<u8>), Vec<u8>>, rou
             model.insert(("mirror".into(), key), value);
         }
     }
-    let peers: Vec<_> = (1..=200).map(|i| rec(round % 2, i * 11, i * 1000 + round as i64, &[&format!("user{i}")])).collect();
+    let peers: Vec<_> = (1..=200)
+        .map(|i| {
+            rec(
+                round % 2,
+                i * 11,
+                i * 1000 + round as i64,
+                &[&format!("user{i}")],
+            )
+        })
+        .collect();
     store.put_peer_records(peers).unwrap();
 }
 
 fn check(store: &Store, model: &BTreeMap<(String, Vec<u8>), Vec<u8>>, rounds: u32) {
     for ((bucket, key), value) in model {
-        assert_eq!(store.bucket(bucket).unwrap().get(key).unwrap().as_ref(), Some(value), "{bucket}/{key:?}");
+        assert_eq!(
+            store.bucket(bucket).unwrap().get(key).unwrap().as_ref(),
+            Some(value),
+            "{bucket}/{key:?}"
+        );
     }
     for name in ["b0", "b1", "b2", "mirror"] {
         let n = model.keys().filter(|(b, _)| b == name).count();
@@ -39,8 +52,14 @@ fn check(store: &Store, model: &BTreeMap<(String, Vec<u8>), Vec<u8>>, rounds: u3
     for acc in 0..2u32.min(rounds) {
         let last = (0..rounds).filter(|r| r % 2 == acc).max().unwrap();
         for i in 1..=200i64 {
-            assert_eq!(store.peer_access_hash(acc, i * 11), Some(Some(i * 1000 + last as i64)));
-            assert_eq!(store.peer_id_by_username(acc, &format!("USER{i}")).unwrap(), Some(i * 11));
+            assert_eq!(
+                store.peer_access_hash(acc, i * 11),
+                Some(Some(i * 1000 + last as i64))
+            );
+            assert_eq!(
+                store.peer_id_by_username(acc, &format!("USER{i}")).unwrap(),
+                Some(i * 11)
+            );
         }
     }
     let report = store.verify().unwrap();
@@ -49,7 +68,11 @@ fn check(store: &Store, model: &BTreeMap<(String, Vec<u8>), Vec<u8>>, rounds: u3
 
 #[test]
 fn reopen_every_durability_mode() {
-    for d in [Durability::Immediate, Durability::Batched(Duration::from_millis(2)), Durability::None] {
+    for d in [
+        Durability::Immediate,
+        Durability::Batched(Duration::from_millis(2)),
+        Durability::None,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.peerlog");
         let mut model = BTreeMap::new();
@@ -99,9 +122,15 @@ fn oversized_and_invalid_input_is_rejected_without_writing() {
     let store = Store::memory();
     let b = store.bucket("x").unwrap();
     let big = vec![0u8; peerlog::MAX_KEY_LEN + 1];
-    assert!(matches!(b.put(&big, b"v"), Err(peerlog::Error::TooLarge { what: "key", .. })));
+    assert!(matches!(
+        b.put(&big, b"v"),
+        Err(peerlog::Error::TooLarge { what: "key", .. })
+    ));
     assert!(matches!(store.bucket(""), Err(peerlog::Error::Invalid(_))));
-    assert!(matches!(store.bucket(&"n".repeat(256)), Err(peerlog::Error::Invalid(_))));
+    assert!(matches!(
+        store.bucket(&"n".repeat(256)),
+        Err(peerlog::Error::Invalid(_))
+    ));
     let mut bad = rec(0, 0, 1, &[]);
     assert!(store.put_peer_records(vec![bad.clone()]).is_err());
     bad.peer_id = 1 << 45;
@@ -112,22 +141,38 @@ fn oversized_and_invalid_input_is_rejected_without_writing() {
 #[test]
 fn usernames_move_and_min_peers_keep_hashes() {
     let store = Store::memory();
-    store.put_peer_records(vec![rec(0, 1, 100, &["alice"]), rec(0, 2, 200, &["bob"])]).unwrap();
+    store
+        .put_peer_records(vec![rec(0, 1, 100, &["alice"]), rec(0, 2, 200, &["bob"])])
+        .unwrap();
     store.compact().unwrap();
     // "alice" moves from peer 1 to peer 3.
-    store.put_peer_records(vec![rec(0, 3, 300, &["Alice"])]).unwrap();
+    store
+        .put_peer_records(vec![rec(0, 3, 300, &["Alice"])])
+        .unwrap();
     assert_eq!(store.peer_id_by_username(0, "ALICE").unwrap(), Some(3));
-    assert!(store.peer_record(0, 1).unwrap().unwrap().usernames.is_empty());
+    assert!(
+        store
+            .peer_record(0, 1)
+            .unwrap()
+            .unwrap()
+            .usernames
+            .is_empty()
+    );
     // A min record never replaces a full hash; other fields update.
     let mut min = rec(0, 2, 999, &["bobby"]);
     min.min = true;
     store.put_peer_records(vec![min]).unwrap();
     let got = store.peer_record(0, 2).unwrap().unwrap();
-    assert_eq!((got.access_hash, got.min, got.usernames.clone()), (Some(200), false, vec!["bobby".to_string()]));
+    assert_eq!(
+        (got.access_hash, got.min, got.usernames.clone()),
+        (Some(200), false, vec!["bobby".to_string()])
+    );
     assert_eq!(store.peer_id_by_username(0, "bob").unwrap(), None);
     // Unchanged records cost no commit.
     let commits = store.stats().commits;
-    store.put_peer_records(vec![rec(0, 3, 300, &["Alice"])]).unwrap();
+    store
+        .put_peer_records(vec![rec(0, 3, 300, &["Alice"])])
+        .unwrap();
     assert_eq!(store.stats().commits, commits);
     for _ in 0..2 {
         assert_eq!(store.peer_id_by_username(0, "alice").unwrap(), Some(3));

@@ -11,7 +11,9 @@ fn setup() -> (peerlog::io::MemFile, Store) {
     for i in 0..20u8 {
         store.bucket("b").unwrap().put(&[i], &[i; 40]).unwrap();
     }
-    store.put_peer_records(vec![rec(0, 5, 55, &["five"])]).unwrap();
+    store
+        .put_peer_records(vec![rec(0, 5, 55, &["five"])])
+        .unwrap();
     store.sync().unwrap();
     (file, store)
 }
@@ -29,12 +31,17 @@ fn holds_earlier(s: &Store) {
 fn every_tear_and_flip_of_the_last_commit() {
     let (file, store) = setup();
     let mut b = store.batch();
-    b.put("b", b"last", &[7; 100]).unwrap().put("c", b"other", b"x").unwrap();
+    b.put("b", b"last", &[7; 100])
+        .unwrap()
+        .put("c", b"other", b"x")
+        .unwrap();
     b.commit().unwrap();
     store.put_peer_records(vec![]).unwrap();
     let pending = file.pending();
     assert_eq!(pending.len(), 1, "the last commit is one write");
-    let Pending::Write { offset, data } = &pending[0] else { panic!() };
+    let Pending::Write { offset, data } = &pending[0] else {
+        panic!()
+    };
     let len = data.len();
     let mut tears = 0;
     for n in 0..=len {
@@ -46,7 +53,11 @@ fn every_tear_and_flip_of_the_last_commit() {
             assert_eq!(got, Some(vec![7; 100]));
         } else {
             assert_eq!(got, None, "torn at {n} of {len}");
-            assert_eq!(s.bucket("c").unwrap().get(b"other").unwrap(), None, "atomic commit");
+            assert_eq!(
+                s.bucket("c").unwrap().get(b"other").unwrap(),
+                None,
+                "atomic commit"
+            );
             tears += (s.stats().recovered_bytes > 0) as usize;
         }
     }
@@ -56,7 +67,11 @@ fn every_tear_and_flip_of_the_last_commit() {
         img[*offset as usize + i] ^= 0x5a;
         let s = reopen_image(img, small_opts(Durability::None)).unwrap();
         holds_earlier(&s);
-        assert_eq!(s.bucket("b").unwrap().get(b"last").unwrap(), None, "flip at {i}");
+        assert_eq!(
+            s.bucket("b").unwrap().get(b"last").unwrap(),
+            None,
+            "flip at {i}"
+        );
         assert!(s.stats().recovered_bytes > 0);
     }
 }
@@ -93,7 +108,11 @@ fn unsynced_commits_lost_out_of_order_are_a_torn_tail() {
     let img = file.crash_image(|i, _| if i == 0 { Fate::Drop } else { Fate::Keep });
     let s = reopen_image(img, small_opts(Durability::None)).unwrap();
     holds_earlier(&s);
-    assert_eq!(s.bucket("b").unwrap().get(b"y").unwrap(), None, "y must not outlive x");
+    assert_eq!(
+        s.bucket("b").unwrap().get(b"y").unwrap(),
+        None,
+        "y must not outlive x"
+    );
     // After recovery the stale commit is gone for good, even when a new
     // commit of the same length takes x's place.
     s.bucket("b").unwrap().put(b"z", b"3").unwrap();
@@ -106,18 +125,33 @@ fn truncated_and_foreign_files_give_typed_errors() {
     let path = dir.path().join("t.peerlog");
     {
         let s = Store::open(&path).unwrap();
-        s.put_peer_records((1..500).map(|i| rec(0, i, i, &[])).collect()).unwrap();
+        s.put_peer_records((1..500).map(|i| rec(0, i, i, &[])).collect())
+            .unwrap();
         s.compact().unwrap();
     }
     let full = std::fs::read(&path).unwrap();
-    for cut in [1usize, 100, 511, 4096, 4600, 8192, 9000, full.len() / 2, full.len() - 1] {
+    for cut in [
+        1usize,
+        100,
+        511,
+        4096,
+        4600,
+        8192,
+        9000,
+        full.len() / 2,
+        full.len() - 1,
+    ] {
         std::fs::write(&path, &full[..cut]).unwrap();
         match Store::open(&path) {
             Err(Error::Corrupt { .. } | Error::NotPeerlog { .. }) => {}
             other => panic!("cut at {cut}: {other:?}"),
         }
     }
-    std::fs::write(&path, b"SQLite format 3\0 and then some bytes that are not ours").unwrap();
+    std::fs::write(
+        &path,
+        b"SQLite format 3\0 and then some bytes that are not ours",
+    )
+    .unwrap();
     assert!(matches!(Store::open(&path), Err(Error::NotPeerlog { .. })));
     std::fs::write(&path, &full).unwrap();
     let s = Store::open(&path).unwrap();
@@ -137,7 +171,10 @@ fn newer_version_is_refused() {
         }
     }
     match reopen_image(img, small_opts(Durability::None)) {
-        Err(Error::UnsupportedVersion { found: 9, supported: 1 }) => {}
+        Err(Error::UnsupportedVersion {
+            found: 9,
+            supported: 1,
+        }) => {}
         other => panic!("{other:?}"),
     }
 }

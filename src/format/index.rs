@@ -424,6 +424,30 @@ pub fn slots_crc_ok(region: &[u8], header: &Header) -> bool {
         .is_some_and(|s| masked_crc(s) == header.slots_crc)
 }
 
+impl<'a> IndexView<'a> {
+    /// Splits a region whose header was already checked by
+    /// [`Header::decode`] (the hot path skips the CRC).
+    pub fn trusted(region: &'a [u8], header: Header) -> Self {
+        let body = region.get(HEADER_LEN..).unwrap_or_default();
+        let id_len = (header.id_slots as usize * 24).min(body.len());
+        let (ids, rest) = body.split_at(id_len);
+        let name_len = (header.name_slots as usize * 16).min(rest.len());
+        let (names, phones) = rest.split_at(name_len);
+        let phones = &phones[..phones.len() / 16 * 16];
+        let view = IndexView {
+            header,
+            ids: bytemuck::cast_slice(&ids[..ids.len() / 24 * 24]),
+            names: bytemuck::cast_slice(names),
+            phones: bytemuck::cast_slice(phones),
+        };
+        if view.ids.is_empty() || view.names.is_empty() || view.phones.is_empty() {
+            IndexView::empty()
+        } else {
+            view
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{peer_record::PeerRecord, segment};
@@ -509,30 +533,6 @@ mod tests {
                 v.get(recs(&seg).next().unwrap().1.key()).unwrap().offset(),
                 0
             );
-        }
-    }
-}
-
-impl<'a> IndexView<'a> {
-    /// Splits a region whose header was already checked by
-    /// [`Header::decode`] (the hot path skips the CRC).
-    pub fn trusted(region: &'a [u8], header: Header) -> Self {
-        let body = region.get(HEADER_LEN..).unwrap_or_default();
-        let id_len = (header.id_slots as usize * 24).min(body.len());
-        let (ids, rest) = body.split_at(id_len);
-        let name_len = (header.name_slots as usize * 16).min(rest.len());
-        let (names, phones) = rest.split_at(name_len);
-        let phones = &phones[..phones.len() / 16 * 16];
-        let view = IndexView {
-            header,
-            ids: bytemuck::cast_slice(&ids[..ids.len() / 24 * 24]),
-            names: bytemuck::cast_slice(names),
-            phones: bytemuck::cast_slice(phones),
-        };
-        if view.ids.is_empty() || view.names.is_empty() || view.phones.is_empty() {
-            IndexView::empty()
-        } else {
-            view
         }
     }
 }

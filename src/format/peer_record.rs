@@ -117,9 +117,9 @@ impl PeerRecord {
         b.extend_from_slice(&self.account.to_le_bytes());
         b.extend_from_slice(&self.peer_id.to_le_bytes());
         b.extend_from_slice(&self.access_hash.unwrap_or(0).to_le_bytes());
-        let flags = (self.access_hash.is_some() as u8) * HAS_HASH
-            | (self.min as u8) * MIN
-            | (self.primary as u8) * PRIMARY;
+        let flags = (u8::from(self.access_hash.is_some()) * HAS_HASH)
+            | (u8::from(self.min) * MIN)
+            | (u8::from(self.primary) * PRIMARY);
         b.push(flags);
         b.push(self.usernames.len() as u8);
         b.push(self.phone.as_ref().map_or(0, |p| p.len() as u8));

@@ -16,6 +16,11 @@
 
 use crate::codec::DecodeError;
 
+/// One decoded entry, or where and why decoding stopped.
+pub type EntryResult<'a> = Result<(&'a [u8], &'a [u8]), (usize, DecodeError)>;
+/// One peer entry (offset, record), or where and why decoding stopped.
+pub type PeerEntryResult<'a> = Result<(usize, &'a [u8]), (usize, DecodeError)>;
+
 const ERR: DecodeError = DecodeError {
     what: "segment entry",
 };
@@ -35,7 +40,7 @@ pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
 
 /// Iterates the generic entries of `seg`; the first malformed entry yields
 /// an error with its offset and ends the iteration.
-pub fn entries(seg: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), (usize, DecodeError)>> {
+pub fn entries(seg: &[u8]) -> impl Iterator<Item = EntryResult<'_>> {
     let mut at = 0usize;
     let mut failed = false;
     std::iter::from_fn(move || {

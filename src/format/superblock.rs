@@ -245,7 +245,7 @@ impl Superblock {
     }
 
     fn check_regions(&self) -> Result<(), SlotError> {
-        if self.file_len % PAGE != 0 || self.file_len < super::DATA_START {
+        if !self.file_len.is_multiple_of(PAGE) || self.file_len < super::DATA_START {
             return Err(SlotError::Corrupt(
                 "file_len not a page multiple past the header",
             ));
@@ -258,7 +258,7 @@ impl Superblock {
         }
         let mut regions = self.regions();
         for r in &regions {
-            if r.offset % PAGE != 0
+            if !r.offset.is_multiple_of(PAGE)
                 || r.offset < super::DATA_START
                 || r.end() > self.file_len
                 || r.end() < r.offset

@@ -18,7 +18,12 @@ pub fn rec(account: u32, id: i64, hash: i64, names: &[&str]) -> PeerRecord {
 }
 
 pub fn small_opts(d: Durability) -> Options {
-    Options { durability: d, log_size: 64 << 10, peer_fold_min: 64, ..Options::default() }
+    Options {
+        durability: d,
+        log_size: 64 << 10,
+        peer_fold_min: 64,
+        ..Options::default()
+    }
 }
 
 pub fn mem_store(opts: Options) -> (MemFile, Store) {
