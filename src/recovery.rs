@@ -234,7 +234,7 @@ pub(crate) fn load(
                 format!("commit {seq} has a valid checksum but {e}"),
             )
         })?;
-        for op in &c.ops {
+        for op in c.ops {
             state.apply(op, &mut track).map_err(|e| match e {
                 Error::Invalid(what) => Error::corrupt(sb.log.offset + pos as u64, what),
                 other => other,
@@ -251,7 +251,7 @@ pub(crate) fn load(
         ));
     }
     let rest = &log[pos..];
-    let garbage_end = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let garbage_end = nonzero_end(rest);
     if garbage_end > 0 {
         // Damage: a torn tail, unless a later commit proves that the
         // missing one had been synced.
@@ -311,6 +311,30 @@ pub(crate) fn load(
         write_owner(file);
     }
     Ok((state, writer))
+}
+
+/// One past the last non-zero byte (0 if all zero), a word at a time: this
+/// runs over the whole unused log on every open.
+fn nonzero_end(b: &[u8]) -> usize {
+    let words = b.len() / 16;
+    let mut end = b.len();
+    while end > words * 16 {
+        if b[end - 1] != 0 {
+            return end;
+        }
+        end -= 1;
+    }
+    let mut w = words;
+    while w > 0 {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&b[(w - 1) * 16..w * 16]);
+        if u128::from_le_bytes(a) != 0 {
+            let chunk = &b[(w - 1) * 16..w * 16];
+            return (w - 1) * 16 + chunk.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
+        }
+        w -= 1;
+    }
+    0
 }
 
 /// A valid commit after `rest[0]` whose seq is not older than the missing

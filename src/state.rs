@@ -250,54 +250,52 @@ impl State {
     }
 
     /// Applies one op (already validated and resolved by the writer).
-    pub fn apply(&mut self, op: &Op, track: &mut Tracking) -> Result<()> {
+    pub fn apply(&mut self, op: Op, track: &mut Tracking) -> Result<()> {
+        let op_len = op.encoded_len() as u64;
         match op {
             Op::Put { bucket, key, value } => {
-                let b = *bucket as usize;
-                touch(&self.maps[b], &mut track.buckets[b], key);
+                let b = bucket as usize;
+                touch(&self.maps[b], &mut track.buckets[b], &key);
                 let t = &mut track.buckets[b];
-                t.log_bytes += op.encoded_len() as u64;
-                t.live_bytes += segment::entry_len(key, value) as u64;
-                if let Some(old) = self.maps[b].insert(key.clone(), value.clone()) {
-                    t.live_bytes -= segment::entry_len(key, &old) as u64;
+                t.log_bytes += op_len;
+                t.live_bytes += segment::entry_len(&key, &value) as u64;
+                let klen = key.len();
+                if let Some(old) = self.maps[b].insert(key, value) {
+                    t.live_bytes -= (8 + klen + old.len()) as u64;
                 }
             }
             Op::Delete { bucket, key } => {
-                let b = *bucket as usize;
-                touch(&self.maps[b], &mut track.buckets[b], key);
+                let b = bucket as usize;
+                touch(&self.maps[b], &mut track.buckets[b], &key);
                 let t = &mut track.buckets[b];
-                t.log_bytes += op.encoded_len() as u64;
-                if let Some(old) = self.maps[b].remove(key) {
-                    t.live_bytes -= segment::entry_len(key, &old) as u64;
+                t.log_bytes += op_len;
+                if let Some(old) = self.maps[b].remove(&key) {
+                    t.live_bytes -= segment::entry_len(&key, &old) as u64;
                 }
             }
             Op::PutPeer(bytes) => {
-                let new = PeerRecordRef::parse(bytes)
+                let new = PeerRecordRef::parse(&bytes)
                     .map_err(|_| Error::Invalid("malformed peer record".into()))?;
                 let key = new.key();
                 self.release_names(key, Some(&new), track)?;
                 for (kind, name) in names_of(&new) {
                     self.set_owner(kind, new.account(), name, Some(key));
                 }
-                if self
-                    .peers
-                    .overlay
-                    .insert(key, Some(Arc::from(bytes.as_slice())))
-                    .is_none()
-                {
+                let bytes: Arc<[u8]> = Arc::from(bytes);
+                if self.peers.overlay.insert(key, Some(bytes)).is_none() {
                     self.note_gen_dead(key, track);
                 }
             }
             Op::DeletePeer(key) => {
-                if self.record(*key)?.is_none() {
+                if self.record(key)?.is_none() {
                     return Ok(());
                 }
-                self.release_names(*key, None, track)?;
-                if self.peers.overlay.insert(*key, None).is_none() {
-                    self.note_gen_dead(*key, track);
+                self.release_names(key, None, track)?;
+                if self.peers.overlay.insert(key, None).is_none() {
+                    self.note_gen_dead(key, track);
                 }
                 self.peers.live -= 1;
-                let account = crate::format::peer_record::split_key(*key).0;
+                let account = crate::format::peer_record::split_key(key).0;
                 if let Some(c) = self
                     .peers
                     .per_account

@@ -667,7 +667,7 @@ impl Inner {
         }
         {
             let mut st = self.state.write();
-            for op in &ops {
+            for op in ops {
                 st.apply(op, &mut w.track)?;
             }
         }

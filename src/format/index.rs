@@ -354,47 +354,57 @@ fn slots_for(count: usize, load: f64) -> usize {
 
 /// Builds an index region for the records of a peer segment.
 /// `records` yields `(offset in segment, record)`; keys must be unique.
+/// Each record is read once; the tables are sized from what was gathered.
 pub fn build<'r>(
-    records: impl Iterator<Item = (u64, PeerRecordRef<'r>)> + Clone,
+    records: impl Iterator<Item = (u64, PeerRecordRef<'r>)>,
     segment_offset: u64,
     load: f64,
 ) -> Vec<u8> {
     let load = load.clamp(0.1, 0.95);
-    let count = records.clone().count();
-    let (mut names, mut phones) = (0usize, 0usize);
-    for (_, r) in records.clone() {
-        names += r.usernames().count();
-        phones += r.phone().is_some() as usize;
+    let mut ids: Vec<IdSlot> = Vec::new();
+    let mut names: Vec<(u64, u64)> = Vec::new();
+    let mut phones: Vec<(u64, u64)> = Vec::new();
+    for (off, r) in records {
+        ids.push(IdSlot {
+            key: r.key().to_le_bytes(),
+            access_hash: r.access_hash().unwrap_or(0).to_le_bytes(),
+            loc: ((off & OFFSET_MASK) | ((r.flags() as u64) << 40)).to_le_bytes(),
+        });
+        names.extend(
+            r.usernames()
+                .map(|u| (name_hash(NameKind::Username, r.account(), u), off)),
+        );
+        phones.extend(
+            r.phone()
+                .map(|p| (name_hash(NameKind::Phone, r.account(), p), off)),
+        );
     }
     let mut header = Header {
-        id_slots: slots_for(count, load) as u64,
-        name_slots: slots_for(names, load) as u64,
-        phone_slots: slots_for(phones, load) as u64,
-        peer_count: count as u64,
+        id_slots: slots_for(ids.len(), load) as u64,
+        name_slots: slots_for(names.len(), load) as u64,
+        phone_slots: slots_for(phones.len(), load) as u64,
+        peer_count: ids.len() as u64,
         segment_offset,
         slots_crc: 0,
     };
     let total = header.region_len().unwrap_or(0) as usize;
     let mut region = vec![0u8; total];
     {
-        let (ids, rest) = region[HEADER_LEN..].split_at_mut(header.id_slots as usize * 24);
+        let (id_bytes, rest) = region[HEADER_LEN..].split_at_mut(header.id_slots as usize * 24);
         let (nm, ph) = rest.split_at_mut(header.name_slots as usize * 16);
-        let ids: &mut [IdSlot] = bytemuck::cast_slice_mut(ids);
-        let nm: &mut [NameSlot] = bytemuck::cast_slice_mut(nm);
-        let ph: &mut [NameSlot] = bytemuck::cast_slice_mut(ph);
-        for (off, r) in records {
-            let n = ids.len();
-            let mut i = start(id_hash(r.key()), n);
-            while ids[i].key() != 0 {
+        let table: &mut [IdSlot] = bytemuck::cast_slice_mut(id_bytes);
+        let n = table.len();
+        for slot in ids {
+            let mut i = start(id_hash(slot.key()), n);
+            while table[i].key() != 0 {
                 i = if i + 1 == n { 0 } else { i + 1 };
             }
-            ids[i] = IdSlot {
-                key: r.key().to_le_bytes(),
-                access_hash: r.access_hash().unwrap_or(0).to_le_bytes(),
-                loc: ((off & OFFSET_MASK) | ((r.flags() as u64) << 40)).to_le_bytes(),
-            };
-            let put = |table: &mut [NameSlot], hash: u64| {
-                let n = table.len();
+            table[i] = slot;
+        }
+        for (bytes, entries) in [(nm, names), (ph, phones)] {
+            let table: &mut [NameSlot] = bytemuck::cast_slice_mut(bytes);
+            let n = table.len();
+            for (hash, off) in entries {
                 let mut i = start(hash, n);
                 while table[i].hash() != 0 {
                     i = if i + 1 == n { 0 } else { i + 1 };
@@ -403,12 +413,6 @@ pub fn build<'r>(
                     hash: hash.to_le_bytes(),
                     loc: off.to_le_bytes(),
                 };
-            };
-            for u in r.usernames() {
-                put(nm, name_hash(NameKind::Username, r.account(), u));
-            }
-            if let Some(p) = r.phone() {
-                put(ph, name_hash(NameKind::Phone, r.account(), p));
             }
         }
     }
@@ -473,7 +477,7 @@ mod tests {
         seg
     }
 
-    fn recs(seg: &[u8]) -> impl Iterator<Item = (u64, PeerRecordRef<'_>)> + Clone {
+    fn recs(seg: &[u8]) -> impl Iterator<Item = (u64, PeerRecordRef<'_>)> {
         segment::peers(seg).map(|e| {
             let (off, b) = e.unwrap();
             (off as u64, PeerRecordRef::parse(b).unwrap())
