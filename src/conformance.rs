@@ -414,7 +414,10 @@ pub fn update_state(factory: Factory<'_>) {
         channel_id: 77,
         pts: 700,
     };
-    ok(s.save_peers_and_state(&[peer.clone()], Some(&c), &[ch]), W);
+    ok(
+        s.save_peers_and_state(std::slice::from_ref(&peer), Some(&c), &[ch]),
+        W,
+    );
     assert_eq!(ok(s.update_state(), W), Some(c), "{W}: state of a batch");
     assert_eq!(ok(s.channel_pts(77), W), Some(700), "{W}: pts of a batch");
     assert_eq!(ok(s.peer(peer.id), W), Some(peer), "{W}: peer of a batch");
@@ -678,7 +681,7 @@ pub fn run_persistent(open: Factory<'_>) {
         };
         ok(s.save_peer(&min), W);
         ok(
-            s.save_peers_and_state(&[chan.clone()], Some(&state), &[]),
+            s.save_peers_and_state(std::slice::from_ref(&chan), Some(&state), &[]),
             W,
         );
         ok(s.save_channel_pts(99, 990), W);

@@ -7,11 +7,14 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::unlocked;
 use peerlog::conformance::{self, Config};
 use peerlog::io::MemFile;
-use peerlog::{Durability, Error, MemoryStorage, Options, Storage, Store};
+use peerlog::{Durability, MemoryStorage, Options, Storage, Store};
+
+mod common;
 
 const MAX_KEYS: usize = 64;
 
@@ -62,18 +65,8 @@ fn memory_backend() {
     conformance::run(&|| Box::new(MemoryStorage::new()));
 }
 
-/// Opens `path`, waiting while a just-dropped handle still holds the lock
-/// (the batched flusher thread can briefly keep the last handle alive).
 fn open_file(path: &Path, opts: &Options) -> Store {
-    let start = Instant::now();
-    loop {
-        match Store::open_with(path, opts.clone()) {
-            Err(Error::Locked { .. }) if start.elapsed() < Duration::from_secs(5) => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            r => return r.unwrap(),
-        }
-    }
+    unlocked(|| Store::open_with(path, opts.clone()))
 }
 
 #[test]
@@ -97,7 +90,7 @@ fn file_store_persists() {
                 }
                 Box::new(store.account("main").unwrap())
             });
-            let report = peerlog::verify_file(&path).unwrap();
+            let report = unlocked(|| peerlog::verify_file(&path));
             assert!(report.is_ok(), "{durability:?} {compact}: {report:?}");
         }
     }
