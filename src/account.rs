@@ -491,8 +491,9 @@ pub struct Transaction<'a> {
     account: &'a Account,
     st: &'a State,
     changes: Vec<Change>,
-    /// Generic keys written so far (`None`: deleted), per bucket.
-    written: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; NUM_BUCKETS],
+    /// Generic keys written so far, per bucket: the index of their last
+    /// change in `changes`.
+    written: [BTreeMap<Vec<u8>, usize>; NUM_BUCKETS],
     /// Next queue sequence number, once known.
     queue_next: Option<u64>,
     /// Live dedup sequence numbers `first..next`, once known.
@@ -520,7 +521,10 @@ impl<'a> Transaction<'a> {
 
     fn get(&self, bucket: u8, key: &[u8]) -> Option<&[u8]> {
         match self.written[bucket as usize].get(key) {
-            Some(v) => v.as_deref(),
+            Some(&i) => match &self.changes[i] {
+                Change::Op(Op::Put { value, .. }) => Some(value),
+                _ => None,
+            },
             None => self.st.maps[bucket as usize].get(key).map(Vec::as_slice),
         }
     }
@@ -537,7 +541,7 @@ impl<'a> Transaction<'a> {
     }
 
     fn put(&mut self, bucket: u8, key: Vec<u8>, value: Vec<u8>) {
-        self.written[bucket as usize].insert(key.clone(), Some(value.clone()));
+        self.written[bucket as usize].insert(key.clone(), self.changes.len());
         self.changes
             .push(Change::Op(Op::Put { bucket, key, value }));
     }
@@ -547,7 +551,7 @@ impl<'a> Transaction<'a> {
         if self.get(bucket, &key).is_none() {
             return false;
         }
-        self.written[bucket as usize].insert(key.clone(), None);
+        self.written[bucket as usize].insert(key.clone(), self.changes.len());
         self.changes.push(Change::Op(Op::Delete { bucket, key }));
         true
     }
