@@ -5,8 +5,10 @@
 //! durable queue and raw buckets. See FORMAT.md for the bytes on disk.
 #![deny(missing_docs)]
 
+mod account;
 pub mod bucket;
 pub mod codec;
+pub mod conformance;
 mod error;
 pub mod format;
 pub mod io;
@@ -15,14 +17,17 @@ mod peers;
 mod recovery;
 mod state;
 mod stats;
+mod storage;
 mod store;
 mod verify;
 
+pub use account::{Account, MemoryStorage, Transaction};
 pub use bucket::{Batch, Bucket};
 pub use error::{Error, Result};
 pub use format::peer_record::PeerRecord;
 pub use mmap::Region;
 pub use stats::{BucketStats, Stats};
+pub use storage::Storage;
 pub use store::{
     BUCKET_NAMES, Compaction, Durability, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, Options,
     Store,

@@ -101,6 +101,13 @@ pub struct Options {
     pub peer_fold_min: usize,
     /// Maximum load factor of the hash indexes.
     pub index_load: f64,
+    /// Most dedup keys kept per account: inserting into a full set drops
+    /// the oldest key first (see [`crate::Storage::insert_dedup_key`]).
+    /// Values below 1 count as 1.
+    pub dedup_max_keys: usize,
+    /// Dedup keys older than this are dropped, oldest first, at the next
+    /// insert of the account. `None`: no age limit.
+    pub dedup_max_age: Option<Duration>,
 }
 
 impl Default for Options {
@@ -114,6 +121,8 @@ impl Default for Options {
             compact_min_dead: 64 << 10,
             peer_fold_min: 16_384,
             index_load: 0.75,
+            dedup_max_keys: 100_000,
+            dedup_max_age: None,
         }
     }
 }

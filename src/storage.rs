@@ -1,0 +1,170 @@
+//! The [`Storage`] trait: everything a Telegram client keeps per account,
+//! independent of the backend.
+//!
+//! [`crate::Account`] (one account of a peerlog file) and
+//! [`crate::MemoryStorage`] implement it, so an application can hold an
+//! `Arc<dyn Storage>` and swap backends without touching its callers. A new
+//! backend proves it behaves the same by passing [`crate::conformance`].
+
+use crate::error::Result;
+use crate::session::{DcAuth, Session};
+use crate::types::{ChannelState, Conversation, DurableUpdate, Peer, PeerId, UpdateState};
+
+/// Per-account storage of an MTProto client: session, per-DC auth keys,
+/// peer cache, update state, dedup keys, a durable queue, conversations and
+/// a small metadata map.
+///
+/// Object-safe: every method takes `&self`, so `Arc<dyn Storage>` works.
+/// Methods that say "durable" have reached stable storage when they return,
+/// whatever the backend's durability setting; the others may be batched
+/// with later writes (see [`crate::Durability`]).
+///
+/// # Normalization
+///
+/// Every backend stores and compares the same way:
+/// - usernames lose one leading `@`; empty ones are dropped; `usernames`
+///   entries equal (ASCII case-insensitively) to `username` or to an earlier
+///   entry are dropped; lookups are ASCII case-insensitive;
+/// - phone numbers keep only their ASCII digits (`"+1 (555) 010"` is stored
+///   and matched as `"1555010"`); one without digits counts as no phone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use peerlog::{Peer, PeerId, Storage, Store};
+///
+/// let store = Store::memory();
+/// let storage: Arc<dyn Storage> = Arc::new(store.account("bot")?);
+/// storage.save_peer(&Peer::user(42, 0xABCD).with_username("Alice"))?;
+/// assert_eq!(storage.access_hash(PeerId::user(42))?, Some(0xABCD));
+/// let alice = storage.peer_by_username("@alice")?.unwrap();
+/// assert_eq!(alice.id, PeerId::user(42));
+/// # Ok::<(), peerlog::Error>(())
+/// ```
+pub trait Storage: Send + Sync {
+    // --- Session -------------------------------------------------------
+
+    /// The saved session, if any.
+    fn session(&self) -> Result<Option<Session>>;
+    /// Replaces the session. Durable before it returns.
+    fn save_session(&self, session: &Session) -> Result<()>;
+    /// Deletes the session (not the per-DC auth keys); true if there was one.
+    /// Durable before it returns.
+    fn delete_session(&self) -> Result<bool>;
+    /// The auth key and salt of one data center.
+    fn dc_auth(&self, dc_id: i32) -> Result<Option<DcAuth>>;
+    /// Replaces the auth of `auth.dc_id`. Durable before it returns.
+    fn save_dc_auth(&self, auth: &DcAuth) -> Result<()>;
+    /// Every saved DC auth, by `dc_id` ascending.
+    fn dc_auths(&self) -> Result<Vec<DcAuth>>;
+    /// Deletes the auth of one DC; true if there was one. Durable before it
+    /// returns.
+    fn delete_dc_auth(&self, dc_id: i32) -> Result<bool>;
+
+    // --- Peers ---------------------------------------------------------
+
+    /// Saves peers in one atomic commit, as a client does for the users and
+    /// chats of each update.
+    ///
+    /// Merge rules, per peer:
+    /// - a min peer, or one without an access hash, never replaces a known
+    ///   full access hash (its other fields still update, and the stored
+    ///   peer stays non-min);
+    /// - a username or phone that another peer held moves to this one: it
+    ///   no longer resolves to the previous owner (which keeps its other
+    ///   names);
+    /// - a peer equal to the stored one (every field, `updated_at`
+    ///   included) costs no write at all.
+    fn save_peers(&self, peers: &[Peer]) -> Result<()>;
+    /// [`Storage::save_peers`] for one peer.
+    fn save_peer(&self, peer: &Peer) -> Result<()> {
+        self.save_peers(std::slice::from_ref(peer))
+    }
+    /// The stored peer.
+    fn peer(&self, id: PeerId) -> Result<Option<Peer>>;
+    /// Deletes a peer (its names stop resolving); true if it existed.
+    fn delete_peer(&self, id: PeerId) -> Result<bool>;
+    /// Every stored peer, by Bot API id ascending.
+    fn peers(&self) -> Result<Vec<Peer>>;
+    /// Number of stored peers.
+    fn peer_count(&self) -> Result<u64>;
+    /// The stored access hash of a peer; `None` if the peer is unknown or
+    /// has none (basic chats). For a min peer this is the hash it was seen
+    /// with: check [`Peer::min`] before building an `InputPeer` from it.
+    ///
+    /// The hot path: implementations should answer from an index without
+    /// allocating.
+    fn access_hash(&self, id: PeerId) -> Result<Option<i64>>;
+    /// The peer that currently holds a username (its primary or any other),
+    /// ASCII case-insensitively, with or without a leading `@`.
+    fn peer_by_username(&self, username: &str) -> Result<Option<Peer>>;
+    /// The peer that currently holds a phone number (digits compared).
+    fn peer_by_phone(&self, phone: &str) -> Result<Option<Peer>>;
+
+    // --- Update state --------------------------------------------------
+
+    /// The account-wide update state.
+    fn update_state(&self) -> Result<Option<UpdateState>>;
+    /// Replaces the account-wide update state.
+    fn save_update_state(&self, state: &UpdateState) -> Result<()>;
+    /// The pts of one channel (bare channel id).
+    fn channel_pts(&self, channel_id: i64) -> Result<Option<i32>>;
+    /// Sets the pts of one channel (bare channel id).
+    fn save_channel_pts(&self, channel_id: i64, pts: i32) -> Result<()>;
+    /// The pts of every channel, by `channel_id` ascending.
+    fn channel_states(&self) -> Result<Vec<ChannelState>>;
+    /// Forgets a channel's pts; true if there was one.
+    fn delete_channel_state(&self, channel_id: i64) -> Result<bool>;
+    /// Saves the peers of one update together with the state it advances
+    /// to (account-wide and/or per channel) in one atomic commit: after a
+    /// crash either all of it is stored or none.
+    fn save_peers_and_state(
+        &self,
+        peers: &[Peer],
+        state: Option<&UpdateState>,
+        channels: &[ChannelState],
+    ) -> Result<()>;
+
+    // --- Dedup ---------------------------------------------------------
+
+    /// Remembers a key (e.g. an update id); true if it was new.
+    ///
+    /// Retention is bounded by a maximum count and optionally an age (see
+    /// [`crate::Options::dedup_max_keys`]): when a bound is hit the oldest
+    /// keys go first, never the most recent ones.
+    fn insert_dedup_key(&self, key: &[u8]) -> Result<bool>;
+    /// True if the key is remembered.
+    fn has_dedup_key(&self, key: &[u8]) -> Result<bool>;
+
+    // --- Durable queue -------------------------------------------------
+
+    /// Queues a payload under a caller-chosen id; false (and nothing
+    /// changes) if that id is already queued. Durable before it returns.
+    fn enqueue(&self, id: &str, payload: &[u8]) -> Result<bool>;
+    /// Up to `limit` queued updates, oldest enqueue first. Failed ones keep
+    /// their place until acknowledged.
+    fn pending(&self, limit: usize) -> Result<Vec<DurableUpdate>>;
+    /// Removes an update from the queue; true if it was queued. Durable
+    /// before it returns.
+    fn ack(&self, id: &str) -> Result<bool>;
+    /// Records a failed attempt and its error; returns the attempts so far
+    /// (0 if no such id is queued). Durable before it returns.
+    fn mark_failed(&self, id: &str, error: &str) -> Result<u32>;
+
+    // --- Conversations -------------------------------------------------
+
+    /// The conversation state of a user in a chat.
+    fn conversation(&self, chat_id: i64, user_id: i64) -> Result<Option<Conversation>>;
+    /// Replaces the conversation of `(conversation.chat_id, conversation.user_id)`.
+    fn save_conversation(&self, conversation: &Conversation) -> Result<()>;
+    /// Deletes a conversation; true if it existed.
+    fn delete_conversation(&self, chat_id: i64, user_id: i64) -> Result<bool>;
+
+    // --- Metadata ------------------------------------------------------
+
+    /// A value of the account's metadata map.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets a metadata value.
+    fn set_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Deletes a metadata value; true if it existed.
+    fn delete_meta(&self, key: &str) -> Result<bool>;
+}
