@@ -23,28 +23,8 @@
 //!
 //! # Keys
 //!
-//! The registry lives in the `meta` bucket: `"acct/" + name` → account
-//! number (u32 LE), and `"acct#next"` → the next number to hand out (u32 LE;
-//! numbers are never reused). Peers live in the peer table under
-//! `(account, Bot API id)`. Everything else of account `n` sits in the
-//! generic buckets under `[n: u32 BE][tag: u8][rest]`, so each account is one
-//! contiguous key range; registry keys start with `a`, which no account
-//! prefix does (numbers are at most
-//! [`MAX_ACCOUNT`](crate::format::peer_record::MAX_ACCOUNT)). Signed ids in
-//! keys are big-endian with the sign bit flipped, so keys sort like the ids.
-//!
-//! | bucket | tag | rest | value |
-//! |---|---|---|---|
-//! | session | `s` | | [`Session::encode`] |
-//! | session | `d` | dc_id (i32) | [`DcAuth::encode`] |
-//! | state | `u` | | [`UpdateState::encode`] |
-//! | state | `c` | channel_id (i64) | [`ChannelState::encode`] |
-//! | dedup | `k` | key | seq (u64 LE) |
-//! | dedup | `o` | seq (u64 BE) | inserted at (i64 LE, unix seconds), key |
-//! | queue | `i` | id | seq (u64 BE) |
-//! | queue | `q` | seq (u64 BE) | [`DurableUpdate::encode`] |
-//! | conversations | `v` | chat_id (i64), user_id (i64) | [`Conversation::encode`] |
-//! | meta | `m` | key | value |
+//! The key layout and value encodings are part of the file format: see
+//! FORMAT.md, "Typed keys and values".
 //!
 //! Live dedup sequence numbers form one contiguous run (keys are only ever
 //! dropped oldest first), so the count is `last - first + 1` without a
@@ -389,9 +369,9 @@ impl Account {
     /// queue, the commit is durable before `write` returns.
     ///
     /// `f` runs under the store's writer lock, so its reads and writes are
-    /// atomic with respect to every other writer. Keep it short, and call
-    /// only the transaction's methods in it: calling the store or an
-    /// account from inside deadlocks.
+    /// atomic with respect to every other writer. Keep it short. Reads
+    /// through the store or an account work inside `f`; a write through
+    /// them returns [`Error::Invalid`]: write through the transaction.
     ///
     /// ```
     /// use peerlog::{Peer, PeerId, Storage, Store, UpdateState};

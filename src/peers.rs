@@ -82,6 +82,6 @@ impl Store {
 
     /// Number of peers of an account (counted once, then kept up to date).
     pub fn peer_record_count(&self, account: u32) -> Result<u64> {
-        self.read_mut(|st| st.account_peer_count(account))
+        self.read(|st| st.account_peer_count(account))
     }
 }

@@ -123,7 +123,9 @@ pub(crate) struct PeerState {
     pub overlay: FastMap<u64, Option<Arc<[u8]>>>,
     names: NameOverlay,
     pub live: u64,
-    pub per_account: Option<FastMap<u32, u64>>,
+    /// Peers per account, counted on first use, then kept up to date; a
+    /// mutex so counting needs only the state's read lock.
+    pub per_account: parking_lot::Mutex<Option<FastMap<u32, u64>>>,
 }
 
 /// What the writer tracks per generic bucket to decide compaction.
@@ -163,7 +165,7 @@ impl State {
                 overlay: FastMap::default(),
                 names: NameOverlay::default(),
                 live,
-                per_account: None,
+                per_account: parking_lot::Mutex::new(None),
             },
         }
     }
@@ -299,6 +301,7 @@ impl State {
                 if let Some(c) = self
                     .peers
                     .per_account
+                    .get_mut()
                     .as_mut()
                     .and_then(|m| m.get_mut(&account))
                 {
@@ -328,7 +331,7 @@ impl State {
                 if new.is_some() {
                     self.peers.live += 1;
                     let account = crate::format::peer_record::split_key(key).0;
-                    if let Some(m) = self.peers.per_account.as_mut() {
+                    if let Some(m) = self.peers.per_account.get_mut().as_mut() {
                         *m.entry(account).or_default() += 1;
                     }
                 }
@@ -364,18 +367,17 @@ impl State {
     }
 
     /// Peer count per account, computed on first use and then maintained.
-    pub fn account_peer_count(&mut self, account: u32) -> Result<u64> {
-        if self.peers.per_account.is_none() {
+    pub fn account_peer_count(&self, account: u32) -> Result<u64> {
+        let mut counts = self.peers.per_account.lock();
+        if counts.is_none() {
             let mut m = FastMap::<u32, u64>::default();
             for key in self.peer_keys(None)? {
                 *m.entry(crate::format::peer_record::split_key(key).0)
                     .or_default() += 1;
             }
-            self.peers.per_account = Some(m);
+            *counts = Some(m);
         }
-        Ok(self
-            .peers
-            .per_account
+        Ok(counts
             .as_ref()
             .and_then(|m| m.get(&account))
             .copied()

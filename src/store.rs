@@ -149,6 +149,15 @@ pub(crate) struct Inner {
     pub opts: Options,
     pub path: Option<PathBuf>,
     flusher: Mutex<Option<Flusher>>,
+    /// The thread inside `transact`, so a nested write is an error rather
+    /// than a deadlock on the writer lock.
+    writing_thread: std::sync::atomic::AtomicUsize,
+}
+
+/// A value unique to the calling thread (the address of a thread-local).
+fn thread_mark() -> usize {
+    thread_local!(static MARK: u8 = const { 0 });
+    MARK.with(|m| m as *const u8 as usize)
 }
 
 /// The Batched-mode background sync. It holds the writer and the file,
@@ -346,6 +355,7 @@ impl Store {
             opts,
             path,
             flusher: Mutex::new(None),
+            writing_thread: std::sync::atomic::AtomicUsize::new(0),
         });
         if heal {
             let mut w = inner.writer.lock();
@@ -406,11 +416,6 @@ impl Store {
         f(&self.inner.state.read())
     }
 
-    /// Runs `f` with exclusive state access (rare, e.g. lazy counters).
-    pub(crate) fn read_mut<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.inner.state.write())
-    }
-
     /// Read-modify-write: `f` sees the state with the writer lock held (no
     /// other commit can interleave) and returns the changes to commit.
     pub(crate) fn transact<R>(
@@ -418,9 +423,24 @@ impl Store {
         sync: bool,
         f: impl FnOnce(&State) -> Result<(Vec<Change>, R)>,
     ) -> Result<R> {
+        use std::sync::atomic::Ordering;
         let inner = &*self.inner;
+        let me = thread_mark();
+        if inner.writing_thread.load(Ordering::Relaxed) == me {
+            return Err(Error::Invalid(
+                "a write was started inside another write of the same store; use the transaction instead".into(),
+            ));
+        }
         let mut w = inner.writer.lock();
         w.check()?;
+        inner.writing_thread.store(me, Ordering::Relaxed);
+        struct Clear<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _clear = Clear(&inner.writing_thread);
         let (ops, r) = {
             let st = inner.state.read();
             let (changes, r) = f(&st)?;

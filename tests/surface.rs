@@ -524,3 +524,25 @@ fn engine_records_without_tail_decode() {
     let p = acct.peer_by_username("raw").unwrap().unwrap();
     assert_eq!(p, Peer::user(77, 7).with_username("raw"));
 }
+
+#[test]
+fn nested_writes_error_instead_of_deadlocking() {
+    let store = Store::memory();
+    let acc = store.account("a").unwrap();
+    acc.save_peer(&Peer::user(5, 50)).unwrap();
+    let r = acc.write(|tx| {
+        // Reads through the account are fine inside a transaction.
+        assert_eq!(acc.peer_count()?, 1);
+        assert_eq!(acc.access_hash(PeerId::user(5))?, Some(50));
+        tx.save_peer(&Peer::user(6, 60))?;
+        // A write that bypasses the transaction is refused, not a deadlock.
+        assert!(matches!(
+            acc.save_peer(&Peer::user(7, 70)),
+            Err(peerlog::Error::Invalid(_))
+        ));
+        Ok(())
+    });
+    r.unwrap();
+    assert_eq!(acc.peer_count().unwrap(), 2);
+    acc.save_peer(&Peer::user(7, 70)).unwrap();
+}
