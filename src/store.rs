@@ -97,7 +97,7 @@ pub struct Options {
     /// See [`Options::compact_dead_ratio`].
     pub compact_min_dead: u64,
     /// The peer table gets a new generation when this many peers changed
-    /// since the last one (or a quarter of the table, if larger).
+    /// since the last one (or half the table, if larger).
     pub peer_fold_min: usize,
     /// Maximum load factor of the hash indexes.
     pub index_load: f64,
@@ -185,6 +185,7 @@ pub(crate) struct WriterStats {
     pub index_rebuilt: bool,
     pub commits: u64,
     pub syncs: u64,
+    pub checkpoint_time: Duration,
 }
 
 /// What the last checkpoint did.
@@ -519,7 +520,7 @@ fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
 /// Local view of peers changed earlier in the same batch.
 #[derive(Default)]
 struct BatchPeers {
-    records: HashMap<u64, Option<PeerRecord>>,
+    records: crate::state::FastMap<u64, Option<PeerRecord>>,
     owners: HashMap<(u8, u32, String), Option<u64>>,
 }
 
@@ -672,11 +673,9 @@ impl Inner {
             self.checkpoint(w, false, need)?;
         }
         let mut buf = Vec::with_capacity(need);
-        frame::encode(
-            frame::KIND_COMMIT,
-            &commit::encode(w.next_seq, w.synced_seq, &ops),
-            &mut buf,
-        );
+        frame::encode_with(frame::KIND_COMMIT, &mut buf, |out| {
+            commit::encode_into(w.next_seq, w.synced_seq, &ops, out)
+        });
         let at = w.log_pos;
         self.file
             .write_at(&buf, at)
@@ -712,7 +711,7 @@ impl Inner {
         let threshold = self
             .opts
             .peer_fold_min
-            .max(p.table.header.peer_count as usize / 4);
+            .max(p.table.header.peer_count as usize / 2);
         p.overlay.len() >= threshold || w.index_unsaved
     }
 
@@ -777,7 +776,7 @@ impl Inner {
             let table = &p.table;
             let fold = w.index_unsaved
                 || (force && (!p.overlay.is_empty() || w.track.peer_seg_dead > 0))
-                || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 4)
+                || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 2)
                 || over(w.track.peer_seg_dead, table.seg_ref.len);
             if fold {
                 let mut seg = Vec::with_capacity(table.seg.len());
@@ -879,11 +878,9 @@ impl Inner {
         let mut carry_frame = Vec::new();
         if !carry.is_empty() {
             let seq = w.next_seq;
-            frame::encode(
-                frame::KIND_COMMIT,
-                &commit::encode(seq, seq - 1, &carry),
-                &mut carry_frame,
-            );
+            frame::encode_with(frame::KIND_COMMIT, &mut carry_frame, |out| {
+                commit::encode_into(seq, seq - 1, &carry, out)
+            });
         }
         let log_len = page_round(
             opts.log_size
@@ -990,6 +987,7 @@ impl Inner {
         }
         self.reclaim(w);
         w.stats.checkpoints += 1;
+        w.stats.checkpoint_time += started.elapsed();
         w.stats.last_compaction = Some(Compaction {
             at: SystemTime::now(),
             duration: started.elapsed(),
