@@ -391,7 +391,7 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
     }
     // Missing, stale or damaged: rebuild from the segment, which must then
     // pass its checksum (it is the only copy of the peers).
-    if seg_ref.len == 0 && sb.index.len == 0 {
+    if seg_ref.len == 0 {
         let mut g = PeerGen::empty(opts.index_load);
         g.index_extent = sb.index;
         return Ok((g, false));

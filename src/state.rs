@@ -23,9 +23,17 @@ impl Hasher for MixHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = index::fmix64(self.0 ^ b as u64);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0 ^ u64::from_le_bytes(w))
+                .rotate_left(29)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.0 = index::fmix64(self.0 ^ u64::from_le_bytes(tail) ^ bytes.len() as u64);
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = index::fmix64(self.0 ^ n);

@@ -116,7 +116,7 @@ impl Default for Options {
             durability: Durability::Batched(Duration::from_millis(10)),
             create: true,
             read_only: false,
-            log_size: 1 << 20,
+            log_size: 512 << 10,
             compact_dead_ratio: 0.5,
             compact_min_dead: 64 << 10,
             peer_fold_min: 16_384,
@@ -360,7 +360,7 @@ impl Store {
         });
         if heal {
             let mut w = inner.writer.lock();
-            inner.checkpoint(&mut w, false, 0)?;
+            inner.checkpoint(&mut w, Mode::Auto, 0)?;
         }
         if let Durability::Batched(window) = inner.opts.durability
             && !inner.opts.read_only
@@ -409,7 +409,14 @@ impl Store {
     pub fn compact(&self) -> Result<()> {
         let mut w = self.inner.writer.lock();
         w.check()?;
-        self.inner.checkpoint(&mut w, true, 0)
+        self.inner.checkpoint(&mut w, Mode::Compact, 0)?;
+        // New regions were placed around the old ones; when that left much
+        // of the file free, rewrite once more so the live data moves to the
+        // front and the tail goes back to the filesystem.
+        if w.free.iter().map(|e| e.len).sum::<u64>() > w.file_len / 4 {
+            self.inner.checkpoint(&mut w, Mode::Relocate, 0)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` with the current state under the read lock.
@@ -515,6 +522,17 @@ fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
     w.last_sync = Instant::now();
     w.stats.syncs += 1;
     Ok(())
+}
+
+/// What a checkpoint must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Rewrite only what passed its thresholds; carry the rest.
+    Auto,
+    /// Rewrite everything that changed or has dead bytes.
+    Compact,
+    /// Rewrite every region, so free space ends up at the end of the file.
+    Relocate,
 }
 
 /// Local view of peers changed earlier in the same batch.
@@ -670,7 +688,7 @@ impl Inner {
         }
         let need = frame::framed_len(payload_len);
         if w.log_pos + need as u64 > w.sb.log.end() {
-            self.checkpoint(w, false, need)?;
+            self.checkpoint(w, Mode::Auto, need)?;
         }
         let mut buf = Vec::with_capacity(need);
         frame::encode_with(frame::KIND_COMMIT, &mut buf, |out| {
@@ -700,7 +718,7 @@ impl Inner {
             }
         }
         if self.peers_need_fold(w) {
-            self.checkpoint(w, false, 0)?;
+            self.checkpoint(w, Mode::Auto, 0)?;
         }
         Ok(())
     }
@@ -717,7 +735,9 @@ impl Inner {
 
     /// Writes new segments / index / log region, syncs, flips the
     /// superblock, syncs, then frees what the old superblock used.
-    pub(crate) fn checkpoint(&self, w: &mut Writer, force: bool, need: usize) -> Result<()> {
+    pub(crate) fn checkpoint(&self, w: &mut Writer, mode: Mode, need: usize) -> Result<()> {
+        let force = mode != Mode::Auto;
+        let relocate = mode == Mode::Relocate;
         w.check()?;
         let started = Instant::now();
         let opts = &self.opts;
@@ -735,7 +755,7 @@ impl Inner {
             for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
                 let t = &w.track.buckets[b];
                 let seg = w.sb.segments[b];
-                if t.dirty.is_empty() && !(force && t.seg_dead > 0) {
+                if t.dirty.is_empty() && !(force && t.seg_dead > 0) && !(relocate && seg.len > 0) {
                     continue;
                 }
                 let map = &st.maps[b];
@@ -775,6 +795,7 @@ impl Inner {
             let p = &st.peers;
             let table = &p.table;
             let fold = w.index_unsaved
+                || relocate
                 || (force && (!p.overlay.is_empty() || w.track.peer_seg_dead > 0))
                 || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 2)
                 || over(w.track.peer_seg_dead, table.seg_ref.len);
@@ -839,7 +860,13 @@ impl Inner {
         }
         let old_table = self.state.read().peers.table.clone();
         if let Some((seg, count, index_bytes)) = &mut new_peers {
-            let (seg_ext, _) = w.alloc(seg.len() as u64);
+            // An empty table has no segment region: its index names offset 0,
+            // as the superblock's empty segment reference does.
+            let seg_ext = if seg.is_empty() {
+                Extent::default()
+            } else {
+                w.alloc(seg.len() as u64).0
+            };
             *index_bytes = index::build(
                 segment::peers(seg).filter_map(|e| {
                     let (off, b) = e.ok()?;
@@ -866,9 +893,7 @@ impl Inner {
                     crc: masked_crc(seg),
                 }
             };
-            if seg.is_empty() {
-                w.release(seg_ext);
-            }
+
             new_sb.index = Extent {
                 offset: idx_ext.offset,
                 len: index_bytes.len() as u64,
