@@ -242,9 +242,16 @@ impl Writer {
         }
     }
 
-    fn alloc(&mut self, len: u64) -> (Extent, bool) {
+    /// First-fit allocation; `at_end` skips the free list so the region
+    /// lands behind everything live (the first pass of a compaction).
+    fn alloc(&mut self, len: u64, at_end: bool) -> (Extent, bool) {
         let len = page_round(len.max(1));
-        if let Some(i) = self.free.iter().position(|e| e.len >= len) {
+        if let Some(i) = self
+            .free
+            .iter()
+            .position(|e| e.len >= len)
+            .filter(|_| !at_end)
+        {
             let e = self.free[i];
             if e.len == len {
                 self.free.remove(i);
@@ -410,9 +417,9 @@ impl Store {
         let mut w = self.inner.writer.lock();
         w.check()?;
         self.inner.checkpoint(&mut w, Mode::Compact, 0)?;
-        // New regions were placed around the old ones; when that left much
-        // of the file free, rewrite once more so the live data moves to the
-        // front and the tail goes back to the filesystem.
+        // The new regions went behind the old ones; when that left much of
+        // the file free, rewrite once more, first-fit, so the live data moves
+        // into the front and the tail goes back to the filesystem.
         if w.free.iter().map(|e| e.len).sum::<u64>() > w.file_len / 4 {
             self.inner.checkpoint(&mut w, Mode::Relocate, 0)?;
         }
@@ -529,7 +536,8 @@ fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
 pub(crate) enum Mode {
     /// Rewrite only what passed its thresholds; carry the rest.
     Auto,
-    /// Rewrite everything that changed or has dead bytes.
+    /// Rewrite everything that changed or has dead bytes, placing the new
+    /// regions behind every live one.
     Compact,
     /// Rewrite every region, so free space ends up at the end of the file.
     Relocate,
@@ -738,6 +746,7 @@ impl Inner {
     pub(crate) fn checkpoint(&self, w: &mut Writer, mode: Mode, need: usize) -> Result<()> {
         let force = mode != Mode::Auto;
         let relocate = mode == Mode::Relocate;
+        let at_end = mode == Mode::Compact;
         w.check()?;
         let started = Instant::now();
         let opts = &self.opts;
@@ -844,7 +853,7 @@ impl Inner {
             new_sb.segments[*b] = if bytes.is_empty() {
                 SegmentRef::default()
             } else {
-                let (ext, _) = w.alloc(bytes.len() as u64);
+                let (ext, _) = w.alloc(bytes.len() as u64, at_end);
                 self.file
                     .write_at(bytes, ext.offset)
                     .map_err(w.poison("writing a bucket segment"))?;
@@ -865,7 +874,7 @@ impl Inner {
             let seg_ext = if seg.is_empty() {
                 Extent::default()
             } else {
-                w.alloc(seg.len() as u64).0
+                w.alloc(seg.len() as u64, at_end).0
             };
             *index_bytes = index::build(
                 segment::peers(seg).filter_map(|e| {
@@ -875,7 +884,7 @@ impl Inner {
                 seg_ext.offset,
                 opts.index_load,
             );
-            let (idx_ext, _) = w.alloc(index_bytes.len() as u64);
+            let (idx_ext, _) = w.alloc(index_bytes.len() as u64, at_end);
             self.file
                 .write_at(seg, seg_ext.offset)
                 .map_err(w.poison("writing the peer segment"))?;
@@ -911,7 +920,7 @@ impl Inner {
             opts.log_size
                 .max((2 * carry_frame.len() + need) as u64 + PAGE),
         );
-        let (log, fresh) = w.alloc(log_len);
+        let (log, fresh) = w.alloc(log_len, at_end);
         if !fresh {
             // A reused region holds old bytes; the log must start zeroed so
             // recovery can tell a torn tail from leftovers.
