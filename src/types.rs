@@ -368,14 +368,14 @@ impl Peer {
         let str16 = |w: &mut Writer, v: &str| {
             w.u16(v.len() as u16).raw(v.as_bytes());
         };
-        let bits = u8::from(self.first_name.is_some()) * TAIL_FIRST
-            | u8::from(self.last_name.is_some()) * TAIL_LAST
-            | u8::from(self.is_bot) * TAIL_BOT
-            | u8::from(self.is_self) * TAIL_SELF
-            | u8::from(self.photo_id.is_some()) * TAIL_PHOTO
-            | u8::from(self.language.is_some()) * TAIL_LANGUAGE
-            | u8::from(self.updated_at != 0) * TAIL_UPDATED
-            | u8::from(self.channel_kind.is_some()) * TAIL_CHANNEL;
+        let bits = (u8::from(self.first_name.is_some()) * TAIL_FIRST)
+            | (u8::from(self.last_name.is_some()) * TAIL_LAST)
+            | (u8::from(self.is_bot) * TAIL_BOT)
+            | (u8::from(self.is_self) * TAIL_SELF)
+            | (u8::from(self.photo_id.is_some()) * TAIL_PHOTO)
+            | (u8::from(self.language.is_some()) * TAIL_LANGUAGE)
+            | (u8::from(self.updated_at != 0) * TAIL_UPDATED)
+            | (u8::from(self.channel_kind.is_some()) * TAIL_CHANNEL);
         w.u8(PEER_TAIL_VERSION).u8(bits);
         if let Some(v) = &self.first_name {
             str16(w, v);
