@@ -21,7 +21,7 @@ use std::cell::OnceCell;
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
-use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 
 use common::refs::{self, SyncMode};
 use common::{Dataset, INGEST_BATCH, Peer, SEED};
@@ -30,9 +30,10 @@ const ENGINES: [(&str, SyncMode); 2] = [("", SyncMode::Durable), ("_nosync", Syn
 
 fn group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
     let mut g = c.benchmark_group(name);
-    // Few, long samples: durable commits cost milliseconds, and every
+    // Few, flat samples: durable commits cost milliseconds, and every
     // `ingest_new` iteration grows the database.
     g.sample_size(20)
+        .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(INGEST_BATCH as u64));

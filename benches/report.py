@@ -13,7 +13,9 @@ is compared with `peerlog_<sfx>` when that exists (e.g. `sqlite_nosync`
 with `peerlog_nosync`), else with `peerlog`.
 
 Usage: benches/report.py [--target-dir DIR] [--stat mean|median|slope]
-                         [--markdown] [GROUP ...]
+                         [--markdown] [--wide] [GROUP ...]
+--wide prints one row per engine and one column per N, each cell
+"time (xP pl, xH hb)" (ratios vs peerlog / hashbrown when present).
 Python 3 standard library only.
 """
 
@@ -93,12 +95,45 @@ def reference(engines, name, engine):
     return name if name in engines else None
 
 
+def print_wide(group, engines, ns_all, args):
+    header = ["engine"] + [f"N={n}" for n in ns_all]
+    rows = []
+    for engine in sorted(engines, key=engine_key):
+        row = [engine]
+        for n in ns_all:
+            ns = engines[engine].get(n)
+            if ns is None:
+                row.append("")
+                continue
+            rs = []
+            for name, tag in (("peerlog", "pl"), ("hashbrown", "hb")):
+                r = reference(engines, name, engine)
+                ref_ns = engines[r].get(n) if r and r != engine else None
+                if ref_ns:
+                    rs.append(f"x{ns / ref_ns:.1f} {tag}")
+            row.append(fmt_ns(ns) + (f" ({', '.join(rs)})" if rs else ""))
+        rows.append(row)
+    if args.markdown:
+        print(f"**{group}** ({args.stat} per op)\n")
+        print("| " + " | ".join(header) + " |")
+        print("|---|" + "---:|" * len(ns_all))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        print(f"== {group} ({args.stat} per op)")
+        widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+        for r in [header] + rows:
+            print("  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(r, widths))))
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("groups", nargs="*", help="groups to show (default: all)")
     ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", "target"))
     ap.add_argument("--stat", default="mean", choices=["mean", "median", "slope"])
     ap.add_argument("--markdown", action="store_true", help="print markdown tables")
+    ap.add_argument("--wide", action="store_true", help="one column per N")
     args = ap.parse_args()
 
     root = os.path.join(args.target_dir, "criterion")
@@ -114,8 +149,12 @@ def main():
         if not engines:
             print(f"(no results for {group})\n")
             continue
+        ns_all = sorted({n for e in engines.values() for n in e}, key=sort_n)
+        if args.wide:
+            print_wide(group, engines, ns_all, args)
+            continue
         rows = []
-        for n in sorted({n for e in engines.values() for n in e}, key=sort_n):
+        for n in ns_all:
             for engine in sorted(engines, key=engine_key):
                 ns = engines[engine].get(n)
                 if ns is None:
