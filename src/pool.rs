@@ -306,6 +306,9 @@ pub struct PoolStats {
     pub open_errors: u64,
     /// `get` calls served by an open store.
     pub hits: u64,
+    /// `get` calls that waited for another caller's open of the same key
+    /// and shared its outcome, success or error.
+    pub joined: u64,
     /// Stores closed by [`Pool::gc`] or the reaper for being idle.
     pub reaps: u64,
     /// Idle stores closed to make room under [`PoolOptions::max_open`].
@@ -365,6 +368,7 @@ struct Table {
     opens: u64,
     open_errors: u64,
     hits: u64,
+    joined: u64,
     reaps: u64,
     evictions: u64,
     closes: u64,
@@ -547,6 +551,7 @@ impl Pool {
             opens: t.opens,
             open_errors: t.open_errors,
             hits: t.hits,
+            joined: t.joined,
             reaps: t.reaps,
             evictions: t.evictions,
             closes: t.closes,
@@ -604,6 +609,7 @@ impl Shared {
                         self.changed.wait(&mut t);
                     }
                     t.waiting -= 1;
+                    t.joined += 1;
                     return match op.result.get() {
                         Some(Ok(e)) => Ok(Self::handle(e)),
                         Some(Err(err)) => Err(share(err)),
