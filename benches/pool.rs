@@ -4,7 +4,7 @@
 //! Both stores hold a session-sized account with 1,000 peers, opened with
 //! default `Options`.
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion};
 use peerlog::{Peer, Pool, PoolOptions, Storage};
 use std::hint::black_box;
 
@@ -45,5 +45,8 @@ fn pool_get(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pool_get);
-criterion_main!(benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    pool_get(&mut c);
+    c.final_summary();
+}
