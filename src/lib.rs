@@ -14,7 +14,7 @@ pub mod format;
 pub mod io;
 mod mmap;
 mod peers;
-mod pool;
+pub mod pool;
 mod recovery;
 mod state;
 mod stats;
