@@ -14,6 +14,7 @@ pub mod format;
 pub mod io;
 mod mmap;
 mod peers;
+pub mod pool;
 mod recovery;
 mod state;
 mod stats;
@@ -26,6 +27,7 @@ pub use bucket::{Batch, Bucket};
 pub use error::{Error, Result};
 pub use format::peer_record::PeerRecord;
 pub use mmap::Region;
+pub use pool::{AsPoolKey, MAX_POOL_NAME_LEN, Pool, PoolHandle, PoolKey, PoolOptions, PoolStats};
 pub use stats::{BucketStats, Stats};
 pub use storage::Storage;
 pub use store::{
