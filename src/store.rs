@@ -672,7 +672,13 @@ impl Inner {
             }
         }
         if self.peers_need_fold(w) {
-            self.checkpoint(w, false, 0)?;
+            // The commit above is written and applied: it stands whatever
+            // happens to this index switch, and the caller must not be
+            // told otherwise (an error would say "not committed" while
+            // reads show it). An I/O failure here poisons the store, so
+            // the next write reports it; any other failure leaves the
+            // overlay for a later checkpoint.
+            let _ = self.checkpoint(w, false, 0);
         }
         Ok(())
     }
