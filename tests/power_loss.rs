@@ -370,7 +370,7 @@ fn run(d: Durability, seed: u64, steps: usize) -> Counts {
         );
     }
     assert!(
-        stats.generation > 5,
+        stats.generation >= 3,
         "{label}: too few checkpoints: {stats:?}"
     );
     let r = st.verify().unwrap();
