@@ -65,7 +65,7 @@ fn base() -> Base {
     let file = MemFile::new();
     let store = Store::open_backend(Arc::new(file.clone()), opts()).unwrap();
     let mut m = Model::default();
-    let mut run = |m: &mut Model, s: Step| {
+    let run = |m: &mut Model, s: Step| {
         apply_store(&store, &s).unwrap();
         apply_model(m, &s);
     };
@@ -246,9 +246,6 @@ fn get_u64(img: &[u8], at: usize) -> u64 {
 }
 fn put_u32(img: &mut [u8], at: usize, v: u32) {
     img[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn get_u32(img: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(img[at..at + 4].try_into().unwrap())
 }
 
 type Mutate = Box<dyn Fn(&mut [u8])>;

@@ -50,7 +50,7 @@ fn commit(i: u64) -> Step {
                 Some(i.to_le_bytes().to_vec()),
             ),
         ];
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             ops.push(("a".to_string(), key(i * 3), None));
         }
         Step::Batch(ops, false)
@@ -126,12 +126,12 @@ fn kill9_loses_nothing_acknowledged() {
     let mut acked_total = 0u64;
     let mut during_open = 0;
     for k in 0..kills {
-        let target = match rng.next() % 10 {
+        let target = match rng.next_u64() % 10 {
             0 => 0, // kill while it opens (or recovers) the store
-            1..4 => 1 + rng.next() % 4,
-            _ => 1 + rng.next() % 40,
+            1..4 => 1 + rng.next_u64() % 4,
+            _ => 1 + rng.next_u64() % 40,
         };
-        let delay_us = rng.next() % 2000;
+        let delay_us = rng.next_u64() % 2000;
         let mut child = Command::new(&exe)
             .args(["--exact", "kill9_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &path)

@@ -12,7 +12,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -21,7 +21,7 @@ impl Rng {
     }
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     /// True with probability `pct` percent.
     pub fn pct(&mut self, pct: u64) -> bool {
@@ -210,7 +210,7 @@ fn peer_id(rng: &mut Rng) -> i64 {
 
 fn key(rng: &mut Rng) -> Vec<u8> {
     let i = rng.below(48);
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         vec![i as u8, 0, 0xff]
     } else {
         format!("k{i}").into_bytes()
@@ -225,7 +225,7 @@ fn value(rng: &mut Rng, big: bool) -> Vec<u8> {
         _ if big && rng.pct(50) => 17_000 + rng.below(4000),
         _ => rng.below(50),
     } as usize;
-    let b = rng.next() as u8;
+    let b = rng.next_u64() as u8;
     (0..len).map(|i| b.wrapping_add(i as u8)).collect()
 }
 
@@ -247,7 +247,7 @@ fn random_peer(rng: &mut Rng) -> PeerRecord {
             usernames.push(u);
         }
     }
-    let hash = rng.next() as i64;
+    let hash = rng.next_u64() as i64;
     let (access_hash, min) = match rng.below(10) {
         0 => (None, false),
         1 => (Some(hash), true),
