@@ -416,11 +416,17 @@ impl Store {
     pub fn compact(&self) -> Result<()> {
         let mut w = self.inner.writer.lock();
         w.check()?;
-        self.inner.checkpoint(&mut w, Mode::Compact, 0)?;
-        // The new regions went behind the old ones; when that left much of
-        // the file free, rewrite once more, first-fit, so the live data moves
-        // into the front and the tail goes back to the filesystem.
-        if w.free.iter().map(|e| e.len).sum::<u64>() > w.file_len / 4 {
+        // Small files are rewritten in place first-fit; for large ones the
+        // rewrite goes behind everything live and, when that left much of
+        // the file free, once more first-fit so the live data moves into the
+        // front and the tail goes back to the filesystem.
+        let large = w.file_len > RELOCATE_ABOVE;
+        self.inner.checkpoint(
+            &mut w,
+            if large { Mode::Evacuate } else { Mode::Compact },
+            0,
+        )?;
+        if large && w.free.iter().map(|e| e.len).sum::<u64>() > w.file_len / 4 {
             self.inner.checkpoint(&mut w, Mode::Relocate, 0)?;
         }
         Ok(())
@@ -531,14 +537,18 @@ fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
     Ok(())
 }
 
+/// Files larger than this get a relocating pass from [`Store::compact`].
+const RELOCATE_ABOVE: u64 = 4 << 20;
+
 /// What a checkpoint must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Rewrite only what passed its thresholds; carry the rest.
     Auto,
-    /// Rewrite everything that changed or has dead bytes, placing the new
-    /// regions behind every live one.
+    /// Rewrite everything that changed or has dead bytes.
     Compact,
+    /// As `Compact`, placing the new regions behind every live one.
+    Evacuate,
     /// Rewrite every region, so free space ends up at the end of the file.
     Relocate,
 }
@@ -726,7 +736,13 @@ impl Inner {
             }
         }
         if self.peers_need_fold(w) {
-            self.checkpoint(w, Mode::Auto, 0)?;
+            // The commit above is written and applied: it stands whatever
+            // happens to this index switch, and the caller must not be
+            // told otherwise (an error would say "not committed" while
+            // reads show it). An I/O failure here poisons the store, so
+            // the next write reports it; any other failure leaves the
+            // overlay for a later checkpoint.
+            let _ = self.checkpoint(w, Mode::Auto, 0);
         }
         Ok(())
     }
@@ -746,7 +762,7 @@ impl Inner {
     pub(crate) fn checkpoint(&self, w: &mut Writer, mode: Mode, need: usize) -> Result<()> {
         let force = mode != Mode::Auto;
         let relocate = mode == Mode::Relocate;
-        let at_end = mode == Mode::Compact;
+        let at_end = mode == Mode::Evacuate;
         w.check()?;
         let started = Instant::now();
         let opts = &self.opts;
