@@ -23,7 +23,17 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 
+use common::peerlog_ref::build_peerlog;
 use common::refs::{self, SyncMode};
+
+/// peerlog's durability for a reference sync mode: `Immediate` (fsync per
+/// commit) for the durable default, `None` for `_nosync`.
+fn durability(mode: SyncMode) -> peerlog::Durability {
+    match mode {
+        SyncMode::Durable => peerlog::Durability::Immediate,
+        SyncMode::NoSync => peerlog::Durability::None,
+    }
+}
 use common::{Dataset, INGEST_BATCH, Peer, SEED};
 
 const ENGINES: [(&str, SyncMode); 2] = [("", SyncMode::Durable), ("_nosync", SyncMode::NoSync)];
@@ -118,10 +128,24 @@ fn ingest_new(c: &mut Criterion, ds: &OnceCell<Dataset>, n: usize) {
             |ds| refs::build_sqlite(ds, mode),
             |db, b| db.save(b),
         );
-        // peerlog: added by the engine integration, e.g.
-        // bench_new(&mut g, &format!("peerlog{suffix}"), ds, n,
-        //     |ds| build_peerlog(ds, mode), |db, b| db.save_peers(b));
+        bench_new(
+            &mut g,
+            &format!("peerlog{suffix}"),
+            ds,
+            n,
+            |ds| build_peerlog(ds, durability(mode)),
+            |db, b| db.save(b),
+        );
     }
+    // Group commit: fsync at most every 10 ms, shared by the commits inside.
+    bench_new(
+        &mut g,
+        "peerlog_batched",
+        ds,
+        n,
+        |ds| build_peerlog(ds, peerlog::Durability::Batched(Duration::from_millis(10))),
+        |db, b| db.save(b),
+    );
     g.finish();
 }
 
@@ -152,9 +176,14 @@ fn ingest_unchanged(c: &mut Criterion, ds: &OnceCell<Dataset>, n: usize) {
             |ds| refs::build_sqlite(ds, mode),
             |db, b| db.save(b),
         );
-        // peerlog: added by the engine integration, e.g.
-        // bench_unchanged(&mut g, &format!("peerlog{suffix}"), ds, n,
-        //     |ds| build_peerlog(ds, mode), |db, b| db.save_peers(b));
+        bench_unchanged(
+            &mut g,
+            &format!("peerlog{suffix}"),
+            ds,
+            n,
+            |ds| build_peerlog(ds, durability(mode)),
+            |db, b| db.save(b),
+        );
     }
     g.finish();
 }

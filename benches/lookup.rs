@@ -15,6 +15,7 @@ use std::cell::OnceCell;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 
+use common::peerlog_ref::{PeerlogRef, build_peerlog};
 use common::refs::{self, HashbrownRef, LmdbRef, RedbRef, SqliteRef, SyncMode};
 use common::{Dataset, SEED, Streams, iter_cycle, iter_cycle_tx};
 
@@ -29,8 +30,7 @@ struct Ctx {
     lmdb: OnceCell<LmdbRef>,
     redb: OnceCell<RedbRef>,
     sqlite: OnceCell<SqliteRef>,
-    // peerlog: added by the engine integration
-    // (a `peerlog: OnceCell<peerlog::...>` field plus an accessor like the ones below)
+    peerlog: OnceCell<PeerlogRef>,
 }
 
 impl Ctx {
@@ -43,7 +43,22 @@ impl Ctx {
             lmdb: OnceCell::new(),
             redb: OnceCell::new(),
             sqlite: OnceCell::new(),
+            peerlog: OnceCell::new(),
         }
+    }
+
+    fn peerlog(&self) -> &PeerlogRef {
+        self.peerlog.get_or_init(|| {
+            let h = build_peerlog(self.ds(), peerlog::Durability::Immediate);
+            refs::verify(
+                "peerlog",
+                self.ds(),
+                |id| h.get(id),
+                |u| h.get_username(u),
+                |p| h.get_phone(p),
+            );
+            h
+        })
     }
 
     fn ds(&self) -> &Dataset {
@@ -152,11 +167,10 @@ fn lookup_ids(c: &mut Criterion, ctx: &Ctx, name: &str, pick: fn(&Streams) -> &[
         let (h, s) = (ctx.sqlite(), pick(ctx.streams()));
         iter_cycle_tx(b, s, || h.read_txn(), |_, &id| h.get(id));
     });
-    // peerlog: added by the engine integration, e.g.
-    // g.bench_function(BenchmarkId::new("peerlog", n), |b| {
-    //     let (h, s) = (ctx.peerlog(), pick(ctx.streams()));
-    //     iter_cycle(b, s, |&id| h.get(id));
-    // });
+    g.bench_function(BenchmarkId::new("peerlog", n), |b| {
+        let (h, s) = (ctx.peerlog(), pick(ctx.streams()));
+        iter_cycle(b, s, |&id| h.get(id));
+    });
     g.finish();
 }
 
@@ -197,11 +211,10 @@ fn lookup_username(c: &mut Criterion, ctx: &Ctx) {
         let (h, s) = (ctx.sqlite(), ctx.streams().usernames.as_slice());
         iter_cycle_tx(b, s, || h.read_txn(), |_, u| h.get_username(u));
     });
-    // peerlog: added by the engine integration, e.g.
-    // g.bench_function(BenchmarkId::new("peerlog", n), |b| {
-    //     let (h, s) = (ctx.peerlog(), ctx.streams().usernames.as_slice());
-    //     iter_cycle(b, s, |u| h.resolve_username(u));
-    // });
+    g.bench_function(BenchmarkId::new("peerlog", n), |b| {
+        let (h, s) = (ctx.peerlog(), ctx.streams().usernames.as_slice());
+        iter_cycle(b, s, |u| h.get_username(u));
+    });
     g.finish();
 }
 
@@ -217,11 +230,10 @@ fn lookup_phone(c: &mut Criterion, ctx: &Ctx) {
         let (h, s) = (ctx.sqlite(), ctx.streams().phones.as_slice());
         iter_cycle(b, s, |p| h.get_phone(p));
     });
-    // peerlog: added by the engine integration, e.g.
-    // g.bench_function(BenchmarkId::new("peerlog", n), |b| {
-    //     let (h, s) = (ctx.peerlog(), ctx.streams().phones.as_slice());
-    //     iter_cycle(b, s, |p| h.resolve_phone(p));
-    // });
+    g.bench_function(BenchmarkId::new("peerlog", n), |b| {
+        let (h, s) = (ctx.peerlog(), ctx.streams().phones.as_slice());
+        iter_cycle(b, s, |p| h.get_phone(p));
+    });
     g.finish();
 }
 

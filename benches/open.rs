@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use tempfile::TempDir;
 
+use common::peerlog_ref::{PeerlogRef, build_peerlog};
 use common::refs::{self, LmdbRef, RedbRef, SqliteRef, SyncMode};
 use common::{Dataset, SEED};
+use peerlog::Durability;
 
 /// Benches `open_get(dir, id)` = open + first lookup; the returned handle is
 /// dropped (closed) outside the timed region. `prepare` makes the files.
@@ -103,9 +105,39 @@ fn open(c: &mut Criterion, ctx: &Ctx) {
             (h, r)
         },
     );
-    // peerlog: added by the engine integration, e.g.
-    // bench_open(&mut g, "peerlog", ctx, |ds| build_peerlog_file(ds),
-    //     |path, id| { let h = peerlog::open(path); let r = h.get(id); (h, r) });
+    let open_get = |path: &Path, id: i64| {
+        let h = PeerlogRef::open(path, Durability::Immediate);
+        let r = h.get(id);
+        assert!(r.is_some());
+        (h, r)
+    };
+    bench_open(
+        &mut g,
+        "peerlog",
+        ctx,
+        |ds| build_peerlog(ds, Durability::Immediate).close(),
+        open_get,
+    );
+    // The same file with 10,000 peer records written after its last index
+    // generation: open replays them from the log into the overlay.
+    bench_open(
+        &mut g,
+        "peerlog_tail10k",
+        ctx,
+        |ds| {
+            let r = build_peerlog(ds, Durability::None);
+            let mut fresh = ds.fresh_peers(SEED ^ 0x7a11);
+            for _ in 0..10_000 {
+                r.save(&fresh.batch(1));
+            }
+            assert!(
+                r.store.stats().overlay_peers >= 10_000,
+                "tail stayed in the log"
+            );
+            r.close()
+        },
+        open_get,
+    );
     g.finish();
 }
 

@@ -11,7 +11,7 @@
 //! data-set or database build; instructions per lookup = collected Ir /
 //! lookups. Usage: `lookup_instructions ENGINE [N=100000] [LOOKUPS=100000]`
 //! with ENGINE one of hashbrown, lmdb, redb, sqlite, lmdb_tx100,
-//! redb_tx100, sqlite_tx100 (and later peerlog). Lookups cycle through the
+//! redb_tx100, sqlite_tx100, peerlog. Lookups cycle through the
 //! uniform stream of the benchmarks (same seed). Prints a checksum.
 
 #[path = "../benches/common/mod.rs"]
@@ -19,6 +19,7 @@ mod common;
 
 use std::hint::black_box;
 
+use common::peerlog_ref::{PeerlogRef, build_peerlog};
 use common::refs::{self, HashbrownRef, LmdbRef, RedbRef, SqliteRef, SyncMode};
 use common::{Dataset, SEED, TX_BATCH};
 
@@ -27,7 +28,7 @@ enum Engine {
     Lmdb(LmdbRef, bool),
     Redb(RedbRef, bool),
     Sqlite(SqliteRef, bool),
-    // peerlog: added by the engine integration
+    Peerlog(PeerlogRef),
 }
 
 #[inline(always)]
@@ -82,6 +83,7 @@ fn run_lookups(engine: &Engine, stream: &[i64], count: usize) -> u64 {
         Engine::Redb(h, true) => run(stream, count, TX_BATCH, || h.peers_table(), RedbRef::get_in),
         Engine::Sqlite(h, false) => run(stream, count, 1, || (), |_, id| h.get(id)),
         Engine::Sqlite(h, true) => run(stream, count, TX_BATCH, || h.read_txn(), |_, id| h.get(id)),
+        Engine::Peerlog(h) => run(stream, count, usize::MAX, || (), |_, id| h.get(id)),
     }
 }
 
@@ -111,6 +113,7 @@ fn main() {
         "lmdb" => Engine::Lmdb(refs::build_lmdb(&ds, SyncMode::Durable), tx100),
         "redb" => Engine::Redb(refs::build_redb(&ds, SyncMode::Durable), tx100),
         "sqlite" => Engine::Sqlite(refs::build_sqlite(&ds, SyncMode::Durable), tx100),
+        "peerlog" if !tx100 => Engine::Peerlog(build_peerlog(&ds, peerlog::Durability::Immediate)),
         _ => panic!("unknown engine {engine:?}; {usage}"),
     };
     // Warm the engine (page cache, statement cache) outside the counted

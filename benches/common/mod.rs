@@ -7,6 +7,7 @@
 //! what it uses, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod peerlog_ref;
 pub mod refs;
 
 use std::collections::HashSet;

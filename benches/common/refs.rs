@@ -41,7 +41,8 @@ pub enum SyncMode {
     NoSync,
 }
 
-fn tempdir() -> TempDir {
+/// A fresh temporary directory for one engine's files.
+pub fn tempdir() -> TempDir {
     tempfile::Builder::new()
         .prefix("peerlog-bench-")
         .tempdir()
