@@ -3,6 +3,7 @@
 //! One file holds sessions, the peer cache (access hashes by peer id and by
 //! username, through mapped hash indexes), update state, dedup keys, a
 //! durable queue and raw buckets. See FORMAT.md for the bytes on disk.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 mod account;
