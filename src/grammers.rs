@@ -133,6 +133,27 @@ pub struct PeerlogSession {
     dc: RwLock<DcCache>,
     /// Serializes DC writes, so the cache follows the commit order.
     dc_writes: Mutex<()>,
+    marked: Marked,
+}
+
+/// Bot API ids of the peers that may carry a mark: every one marked since
+/// the session was opened (a superset that never shrinks while open, so
+/// that a check inside a read's view is never stale). Marks are rare, and
+/// most lookups skip the metadata read.
+#[derive(Default)]
+struct Marked(RwLock<HashSet<i64>>);
+
+impl Marked {
+    fn may_have(&self, bot_api_id: i64) -> bool {
+        self.0.read().contains(&bot_api_id)
+    }
+
+    /// Called before the commit that writes the mark.
+    fn add(&self, bot_api_id: i64) {
+        if !self.may_have(bot_api_id) {
+            self.0.write().insert(bot_api_id);
+        }
+    }
 }
 
 struct DcCache {
@@ -173,12 +194,25 @@ impl PeerlogSession {
     /// (imported from a Telethon, Pyrogram or GramJS session string, say)
     /// is usable as it is: its DC and auth keys become grammers' home DC
     /// and DC options.
+    ///
+    /// Use one `PeerlogSession` per account at a time: like grammers'
+    /// `SqliteSession`, it keeps the DC options in memory (and which peers
+    /// carry a mark), so a second one would not see the first's writes.
+    /// Reads and writes through [`Storage`] on the same account are fine.
     pub fn from_account(account: Account) -> Result<Self> {
-        let dc = account.view(load_dc)?;
+        let (dc, marked) = account.view(|tx| {
+            let marked = tx
+                .stored_meta_prefix(MARK_PREFIX)?
+                .into_iter()
+                .map(|(k, _)| parse_id(&k))
+                .collect::<Result<HashSet<i64>>>()?;
+            Ok((load_dc(tx)?, marked))
+        })?;
         Ok(PeerlogSession {
             account,
             dc: RwLock::new(dc),
             dc_writes: Mutex::new(()),
+            marked: Marked(RwLock::new(marked)),
         })
     }
 
@@ -238,7 +272,8 @@ impl PeerlogSession {
             for o in &options {
                 write_dc_option(tx, o, data.home_dc)?;
             }
-            write_peers(tx, infos.iter().copied(), data.home_dc, home_opt.as_ref())?;
+            let home = (data.home_dc, home_opt.as_ref());
+            write_peers(tx, &self.marked, infos.iter().copied(), home)?;
             write_state(tx, GUpdateState::All(data.updates_state.clone()))
         })?;
         // Durable even when the data has no DC option (whose writes sync).
@@ -272,8 +307,8 @@ impl PeerlogSession {
 
     fn info(&self, id: GPeerId) -> Result<Option<PeerInfo>> {
         self.account.view(|tx| match id.bot_api_dialog_id() {
-            None => self_info(tx),
-            Some(_) => Ok(read_stored(tx, id)?.1),
+            None => self_info(tx, &self.marked),
+            Some(_) => Ok(read_stored(tx, &self.marked, id)?.1),
         })
     }
 
@@ -295,7 +330,11 @@ impl PeerlogSession {
     }
 
     fn cache(&self, infos: &[PeerInfo]) -> Result<()> {
-        if infos.is_empty() || !self.account.view(|tx| needs_write(tx, infos))? {
+        if infos.is_empty()
+            || !self
+                .account
+                .view(|tx| needs_write(tx, &self.marked, infos))?
+        {
             return Ok(());
         }
         let (home, home_opt) = {
@@ -303,7 +342,7 @@ impl PeerlogSession {
             (c.home, c.options.get(&c.home).cloned())
         };
         self.account
-            .write(|tx| write_peers(tx, infos.iter(), home, home_opt.as_ref()))
+            .write(|tx| write_peers(tx, &self.marked, infos.iter(), (home, home_opt.as_ref())))
     }
 
     fn updates(&self) -> Result<UpdatesState> {
@@ -623,16 +662,22 @@ fn fill_peer(p: &mut Peer, info: &PeerInfo) -> u8 {
 
 /// The stored peer behind a grammers id (not the self user), and what
 /// grammers sees of it.
-fn read_stored(tx: &Transaction<'_>, id: GPeerId) -> Result<(Option<Peer>, Option<PeerInfo>)> {
+fn read_stored(
+    tx: &Transaction<'_>,
+    marked: &Marked,
+    id: GPeerId,
+) -> Result<(Option<Peer>, Option<PeerInfo>)> {
     let api = id.bot_api_dialog_id().ok_or_else(|| bad("self-user id"))?;
     match PeerId::from_bot_api(api) {
         Some(pid) => {
             let Some(p) = tx.stored_peer(pid)? else {
                 return Ok((None, None));
             };
-            let marks = match tx.meta(&mark_key(api))? {
-                Some(v) => decode_marks(&v)?,
-                None => 0,
+            let marks = match marked.may_have(api) {
+                true => tx
+                    .meta(&mark_key(api))?
+                    .map_or(Ok(0), |v| decode_marks(&v))?,
+                false => 0,
             };
             let info = info_of(&p, marks);
             Ok((Some(p), Some(info)))
@@ -652,11 +697,11 @@ fn self_pointer(tx: &Transaction<'_>) -> Result<Option<i64>> {
 }
 
 /// The answer to a [`GPeerId::self_user`] query.
-fn self_info(tx: &Transaction<'_>) -> Result<Option<PeerInfo>> {
+fn self_info(tx: &Transaction<'_>, marked: &Marked) -> Result<Option<PeerInfo>> {
     let Some(id) = self_pointer(tx)?.and_then(GPeerId::user) else {
         return Ok(None);
     };
-    Ok(read_stored(tx, id)?.1.filter(|i| {
+    Ok(read_stored(tx, marked, id)?.1.filter(|i| {
         matches!(
             i,
             PeerInfo::User {
@@ -669,10 +714,10 @@ fn self_info(tx: &Transaction<'_>) -> Result<Option<PeerInfo>> {
 
 /// True if caching `infos` would change anything (a peer, or which user is
 /// the self user).
-fn needs_write(tx: &Transaction<'_>, infos: &[PeerInfo]) -> Result<bool> {
+fn needs_write(tx: &Transaction<'_>, marked: &Marked, infos: &[PeerInfo]) -> Result<bool> {
     let mut pointer = None;
     for info in infos {
-        match read_stored(tx, info.id())?.1 {
+        match read_stored(tx, marked, info.id())?.1 {
             None => return Ok(true),
             Some(stored) => {
                 let mut merged = stored.clone();
@@ -712,9 +757,9 @@ struct Pending {
 /// ones of the batch), writes the changed ones, and moves the self user.
 fn write_peers<'i>(
     tx: &mut Transaction<'_>,
+    marked: &Marked,
     infos: impl IntoIterator<Item = &'i PeerInfo>,
-    home: i32,
-    home_opt: Option<&DcOption>,
+    (home, home_opt): (i32, Option<&DcOption>),
 ) -> Result<()> {
     let mut slots: HashMap<GPeerId, usize> = HashMap::new();
     let mut pending: Vec<Pending> = Vec::new();
@@ -733,7 +778,7 @@ fn write_peers<'i>(
                 }
             }
             None => {
-                let (stored, current) = read_stored(tx, id)?;
+                let (stored, current) = read_stored(tx, marked, id)?;
                 let (info, dirty) = match current {
                     Some(current) => {
                         let mut merged = current.clone();
@@ -780,8 +825,9 @@ fn write_peers<'i>(
                 p.updated_at = now;
                 peers.push(p);
                 if marks != 0 {
+                    marked.add(api);
                     tx.set_meta(&mark_key(api), &[1, marks])?;
-                } else {
+                } else if marked.may_have(api) {
                     tx.delete_meta(&mark_key(api))?;
                 }
             }
@@ -795,7 +841,7 @@ fn write_peers<'i>(
             Some(id) => {
                 let info = match slots.get(&id) {
                     Some(&i) => Some(pending[i].info.clone()),
-                    None => read_stored(tx, id)?.1,
+                    None => read_stored(tx, marked, id)?.1,
                 };
                 matches!(
                     info,
