@@ -39,11 +39,12 @@
 //!   one. A batch is one atomic commit, and a batch that changes nothing
 //!   (the common case: the same users and chats in update after update)
 //!   takes no writer lock and writes nothing.
-//! - [`PeerId::self_user`] queries answer the user most recently cached
-//!   with `is_self: Some(true)` (like `SqliteSession`; grammers'
-//!   `MemorySession` never answers them). If that user is later cached with
-//!   `is_self: Some(false)`, the lowest-id user still marked self answers,
-//!   if any.
+//! - [`PeerId::self_user`](GPeerId::self_user) queries answer the user
+//!   most recently cached with `is_self: Some(true)`; if that user is later
+//!   cached with `is_self: Some(false)`, the lowest-id user still marked
+//!   self answers, if any. grammers' `MemorySession` never answers them,
+//!   and `SqliteSession` answers the lowest-id user marked self: with one
+//!   self user, as a signed-in client has, it agrees.
 //! - Update state: [`UpdateState::All`](GUpdateState::All) replaces
 //!   everything (channels not listed are forgotten), `Primary`,
 //!   `Secondary` and `Channel` change only their part. `channels` come back

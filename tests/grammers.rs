@@ -1,7 +1,7 @@
-#![cfg(feature = "grammers")]
 //! peerlog as a grammers session: a differential test against grammers' own
 //! `MemorySession`, persistence across reopen, use from tokio tasks, and
 //! migration from `SessionData` and from a grammers SQLite file.
+#![cfg(feature = "grammers")]
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
