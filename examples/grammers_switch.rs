@@ -2,7 +2,8 @@
 //! and moving an existing grammers session file over.
 //!
 //! ```sh
-//! # Demo: writes a grammers SQLite session, migrates it, shows the result.
+//! # Demo: writes a grammers SQLite session (with rusqlite, in the layout
+//! # grammers' `SqliteSession` uses), migrates it, shows the result.
 //! cargo run --example grammers_switch --features grammers
 //! # Migrate your own grammers session file into a peerlog file.
 //! cargo run --example grammers_switch --features grammers -- bot.session bot.peerlog
@@ -23,9 +24,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use grammers_session::Session;
-use grammers_session::storages::SqliteSession;
-use grammers_session::types::{ChannelKind, PeerAuth, PeerId, PeerInfo, UpdateState};
+use grammers_session::types::{ChannelKind, ChannelState, PeerAuth, PeerId, PeerInfo};
+use grammers_session::{Session, SessionData};
 use peerlog::Storage;
 use peerlog::grammers::PeerlogSession;
 
@@ -43,7 +43,7 @@ async fn main() -> Result<()> {
         [from] => (from.clone(), from.with_extension("peerlog")),
         [] => {
             let from = demo.path().join("bot.session");
-            write_demo_grammers_session(&from).await?;
+            write_demo_grammers_session(&from)?;
             (from, demo.path().join("bot.peerlog"))
         }
         _ => return Err("usage: grammers_switch [GRAMMERS.session [OUT.peerlog]]".into()),
@@ -51,8 +51,8 @@ async fn main() -> Result<()> {
 
     // 1. Read everything the grammers SQLite file holds. (`SqliteSession`
     //    cannot list its peers through the `Session` trait, so this reads
-    //    the tables, exactly as `SqliteSession` does.)
-    let data = grammers_sqlite::read_grammers_sqlite(&sqlite_path).await?;
+    //    the tables, decoding them as `SqliteSession` does.)
+    let data = grammers_sqlite::read_grammers_sqlite(&sqlite_path)?;
     println!(
         "{}: home DC {}, {} DC options ({} with an auth key), {} peers, pts {}",
         sqlite_path.display(),
@@ -94,14 +94,20 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// What a grammers client leaves in its SQLite session after signing in.
-async fn write_demo_grammers_session(path: &Path) -> Result<()> {
-    let sql = SqliteSession::open(path).await?;
-    sql.set_home_dc_id(4).await?;
-    let mut dc4 = sql.dc_option(4)?.ok_or("DC 4 is statically known")?;
-    dc4.auth_key = Some([0x42; 256]);
-    sql.set_dc_option(&dc4).await?;
-    sql.cache_peers(vec![
+/// What a grammers client leaves in its SQLite session after signing in,
+/// written as grammers' `SqliteSession` writes it. (Not through
+/// `SqliteSession`: its libsql bundles a second copy of SQLite's C code,
+/// which does not link next to rusqlite's.)
+fn write_demo_grammers_session(path: &Path) -> Result<()> {
+    let mut data = SessionData {
+        home_dc: 4,
+        ..SessionData::default()
+    };
+    data.dc_options
+        .get_mut(&4)
+        .ok_or("DC 4 is statically known")?
+        .auth_key = Some([0x42; 256]);
+    let peers = [
         PeerInfo::User {
             id: 123_456,
             auth: Some(PeerAuth::from_hash(0x1234)),
@@ -120,18 +126,13 @@ async fn write_demo_grammers_session(path: &Path) -> Result<()> {
             kind: Some(ChannelKind::Megagroup),
         },
         PeerInfo::Chat { id: 4242 },
-    ])
-    .await?;
-    sql.set_update_state(UpdateState::Primary {
-        pts: 100,
-        date: 1_700_000_000,
-        seq: 5,
-    })
-    .await?;
-    sql.set_update_state(UpdateState::Channel {
+    ];
+    data.peer_infos = peers.into_iter().map(|p| (p.id(), p)).collect();
+    let state = &mut data.updates_state;
+    (state.pts, state.date, state.seq) = (100, 1_700_000_000, 5);
+    state.channels.push(ChannelState {
         id: 1_500_000_000,
         pts: 7,
-    })
-    .await?;
-    Ok(())
+    });
+    grammers_sqlite::write_grammers_sqlite(path, &data)
 }

@@ -952,6 +952,16 @@ impl Storage for Account {
             None => Ok(None),
         }
     }
+    fn resolve_username(&self, username: &str) -> Result<Option<(PeerId, Option<i64>)>> {
+        let name = clean_username(username);
+        if name.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .resolve_username(self.number, name)?
+            .and_then(|(id, h)| Some((PeerId::from_bot_api(id)?, h))))
+    }
 
     fn update_state(&self) -> Result<Option<UpdateState>> {
         self.view(|tx| tx.update_state())
@@ -1114,6 +1124,7 @@ forward! {
     access_hash(id: PeerId) -> Option<i64>;
     peer_by_username(username: &str) -> Option<Peer>;
     peer_by_phone(phone: &str) -> Option<Peer>;
+    resolve_username(username: &str) -> Option<(PeerId, Option<i64>)>;
     update_state() -> Option<UpdateState>;
     save_update_state(state: &UpdateState) -> ();
     channel_pts(channel_id: i64) -> Option<i32>;

@@ -3,6 +3,7 @@
 //! One file holds sessions, the peer cache (access hashes by peer id and by
 //! username, through mapped hash indexes), update state, dedup keys, a
 //! durable queue and raw buckets. See FORMAT.md for the bytes on disk.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 mod account;
@@ -16,6 +17,7 @@ pub mod grammers;
 pub mod io;
 mod mmap;
 mod peers;
+pub mod pool;
 mod recovery;
 mod state;
 mod stats;
@@ -28,6 +30,7 @@ pub use bucket::{Batch, Bucket};
 pub use error::{Error, Result};
 pub use format::peer_record::PeerRecord;
 pub use mmap::Region;
+pub use pool::{AsPoolKey, MAX_POOL_NAME_LEN, Pool, PoolHandle, PoolKey, PoolOptions, PoolStats};
 pub use stats::{BucketStats, Stats};
 pub use storage::Storage;
 pub use store::{

@@ -60,6 +60,29 @@ impl Store {
         })
     }
 
+    /// The peer id owning a username and its access hash, from one index
+    /// probe: what an outgoing call needs, without decoding the peer.
+    pub fn resolve_username(
+        &self,
+        account: u32,
+        username: &str,
+    ) -> Result<Option<(i64, Option<i64>)>> {
+        self.read(|st| {
+            Ok(st
+                .resolve_name(NameKind::Username, account, username)?
+                .map(|(k, h)| (split_key(k).1, h)))
+        })
+    }
+
+    /// The peer id owning a phone number and its access hash.
+    pub fn resolve_phone(&self, account: u32, phone: &str) -> Result<Option<(i64, Option<i64>)>> {
+        self.read(|st| {
+            Ok(st
+                .resolve_name(NameKind::Phone, account, phone)?
+                .map(|(k, h)| (split_key(k).1, h)))
+        })
+    }
+
     /// The peer id owning a phone number (exact match).
     pub fn peer_id_by_phone(&self, account: u32, phone: &str) -> Result<Option<i64>> {
         self.read(|st| {

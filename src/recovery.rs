@@ -92,11 +92,48 @@ fn init(file: &dyn RawFile, opts: &Options) -> Result<()> {
         file_len: DATA_START + log_len,
         ..Default::default()
     };
+    // The length must be durable before a superblock names it; a crash
+    // in between leaves zeros, which `unfinished_init` recognises.
     file.set_len(sb.file_len)
         .map_err(Error::io("sizing a new store"))?;
+    file.sync().map_err(Error::io("syncing a new store"))?;
     file.write_at(&sb.encode(), Superblock::slot_offset(sb.generation))
         .map_err(Error::io("writing the superblock"))?;
     file.sync().map_err(Error::io("syncing a new store"))
+}
+
+/// True when a file without a valid superblock is what a crash during
+/// [`init`] leaves: zeros everywhere, except that a superblock slot may
+/// hold the start of a torn superblock write (beginning with the magic, or
+/// a prefix of it). Such a file holds no commit, so it is initialised
+/// again. Anything else, a foreign file in particular, is left alone.
+fn unfinished_init(file: &dyn RawFile, len: u64) -> Result<bool> {
+    // `init` syncs the full length before writing anything: a shorter or
+    // odd-sized file (a truncated copy, say) is something else.
+    if len < DATA_START + PAGE || !len.is_multiple_of(PAGE) {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.read_at(&mut buf[..n], at)
+            .map_err(Error::io("reading the file"))?;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let pos = at + i as u64;
+            let in_slot = pos % PAGE < superblock::SIZE as u64 && pos < 2 * PAGE;
+            if b == 0 || in_slot && pos % PAGE >= superblock::MAGIC.len() as u64 {
+                continue;
+            }
+            // A non-zero byte outside the slots, or one that breaks the
+            // magic before the magic is complete: not ours to reset.
+            if !in_slot || b != superblock::MAGIC[(pos % PAGE) as usize] {
+                return Ok(false);
+            }
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// Reads both slots and picks the valid one with the higher generation.
@@ -166,7 +203,21 @@ pub(crate) fn load(
         init(file, opts)?;
         len = file.len().map_err(Error::io("reading the file length"))?;
     }
-    let sb = pick_superblock(file, len, path)?;
+    let sb = match pick_superblock(file, len, path) {
+        Ok(sb) => sb,
+        Err(Error::NotPeerlog { .. } | Error::Corrupt { .. })
+            if !opts.read_only && opts.create && unfinished_init(file, len)? =>
+        {
+            // A crash while the file was being created: no superblock ever
+            // became valid and nothing else was written. Start over.
+            file.set_len(0)
+                .map_err(Error::io("restarting an unfinished creation"))?;
+            init(file, opts)?;
+            len = file.len().map_err(Error::io("reading the file length"))?;
+            pick_superblock(file, len, path)?
+        }
+        Err(e) => return Err(e),
+    };
     if len < sb.file_len {
         return Err(Error::corrupt(
             len,
@@ -391,7 +442,7 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
     }
     // Missing, stale or damaged: rebuild from the segment, which must then
     // pass its checksum (it is the only copy of the peers).
-    if seg_ref.len == 0 && sb.index.len == 0 {
+    if seg_ref.len == 0 {
         let mut g = PeerGen::empty(opts.index_load);
         g.index_extent = sb.index;
         return Ok((g, false));

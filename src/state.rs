@@ -23,9 +23,17 @@ impl Hasher for MixHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = index::fmix64(self.0 ^ b as u64);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0 ^ u64::from_le_bytes(w))
+                .rotate_left(29)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.0 = index::fmix64(self.0 ^ u64::from_le_bytes(tail) ^ bytes.len() as u64);
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = index::fmix64(self.0 ^ n);
@@ -206,12 +214,24 @@ impl State {
 
     /// The peer key that currently owns a username or phone.
     pub fn owner(&self, kind: NameKind, account: u32, name: &str) -> Result<Option<u64>> {
+        Ok(self.resolve_name(kind, account, name)?.map(|(key, _)| key))
+    }
+
+    /// The peer key owning a name, with that peer's access hash, from one
+    /// probe of the name table and the record it points at.
+    pub fn resolve_name(
+        &self,
+        kind: NameKind,
+        account: u32,
+        name: &str,
+    ) -> Result<Option<(u64, Option<i64>)>> {
         let p = &self.peers;
         let hash = name_hash(kind, account, name);
-        if let Some(list) = p.names.get(&hash)
+        if !p.names.is_empty()
+            && let Some(list) = p.names.get(&hash)
             && let Some((_, owner)) = list.iter().find(|(n, _)| same(kind, n, name))
         {
-            return Ok(*owner);
+            return Ok(owner.map(|key| (key, self.hash_of(key).and_then(|(h, _)| h))));
         }
         for off in p.table.view().names(kind, hash) {
             let rec = p.table.record_at(off, None)?;
@@ -224,16 +244,12 @@ impl State {
             // The generation says `key` had the name; the overlay may have
             // changed that peer since.
             return Ok(match p.overlay.get(&key) {
-                None => Some(key),
-                Some(now) => {
-                    let still = now
-                        .as_deref()
-                        .and_then(|b| PeerRecordRef::parse(b).ok())
-                        .is_some_and(|r| {
-                            names_of(&r).any(|(k, n)| k == kind && same(kind, n, name))
-                        });
-                    still.then_some(key)
-                }
+                None => Some((key, rec.access_hash())),
+                Some(now) => now
+                    .as_deref()
+                    .and_then(|b| PeerRecordRef::parse(b).ok())
+                    .filter(|r| names_of(r).any(|(k, n)| k == kind && same(kind, n, name)))
+                    .map(|r| (key, r.access_hash())),
             });
         }
         Ok(None)

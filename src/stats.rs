@@ -48,6 +48,8 @@ pub struct Stats {
     pub last_compaction: Option<Compaction>,
     /// Checkpoints run by this handle.
     pub checkpoints: u64,
+    /// Time this handle spent in checkpoints.
+    pub checkpoint_time: std::time::Duration,
     /// Commits written by this handle.
     pub commits: u64,
     /// fdatasync calls made for commits by this handle.
@@ -124,6 +126,7 @@ impl Store {
             index_rebuilt: w.stats.index_rebuilt,
             last_compaction: w.stats.last_compaction.clone(),
             checkpoints: w.stats.checkpoints,
+            checkpoint_time: w.stats.checkpoint_time,
             commits: w.stats.commits,
             syncs: w.stats.syncs,
             log_used: w.log_pos - w.sb.log.offset,

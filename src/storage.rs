@@ -99,6 +99,15 @@ pub trait Storage: Send + Sync {
     fn peer_by_username(&self, username: &str) -> Result<Option<Peer>>;
     /// The peer that currently holds a phone number (digits compared).
     fn peer_by_phone(&self, phone: &str) -> Result<Option<Peer>>;
+    /// The id and access hash of the peer holding a username: what an
+    /// outgoing call needs, without building the whole [`Peer`]. The
+    /// default goes through [`Storage::peer_by_username`]; the file store
+    /// answers from one index probe.
+    fn resolve_username(&self, username: &str) -> Result<Option<(PeerId, Option<i64>)>> {
+        Ok(self
+            .peer_by_username(username)?
+            .map(|p| (p.id, p.access_hash)))
+    }
 
     // --- Update state --------------------------------------------------
 

@@ -97,7 +97,7 @@ pub struct Options {
     /// See [`Options::compact_dead_ratio`].
     pub compact_min_dead: u64,
     /// The peer table gets a new generation when this many peers changed
-    /// since the last one (or a quarter of the table, if larger).
+    /// since the last one (or half the table, if larger).
     pub peer_fold_min: usize,
     /// Maximum load factor of the hash indexes.
     pub index_load: f64,
@@ -116,7 +116,7 @@ impl Default for Options {
             durability: Durability::Batched(Duration::from_millis(10)),
             create: true,
             read_only: false,
-            log_size: 1 << 20,
+            log_size: 512 << 10,
             compact_dead_ratio: 0.5,
             compact_min_dead: 64 << 10,
             peer_fold_min: 16_384,
@@ -185,6 +185,7 @@ pub(crate) struct WriterStats {
     pub index_rebuilt: bool,
     pub commits: u64,
     pub syncs: u64,
+    pub checkpoint_time: Duration,
 }
 
 /// What the last checkpoint did.
@@ -241,9 +242,16 @@ impl Writer {
         }
     }
 
-    fn alloc(&mut self, len: u64) -> (Extent, bool) {
+    /// First-fit allocation; `at_end` skips the free list so the region
+    /// lands behind everything live (the first pass of a compaction).
+    fn alloc(&mut self, len: u64, at_end: bool) -> (Extent, bool) {
         let len = page_round(len.max(1));
-        if let Some(i) = self.free.iter().position(|e| e.len >= len) {
+        if let Some(i) = self
+            .free
+            .iter()
+            .position(|e| e.len >= len)
+            .filter(|_| !at_end)
+        {
             let e = self.free[i];
             if e.len == len {
                 self.free.remove(i);
@@ -359,7 +367,7 @@ impl Store {
         });
         if heal {
             let mut w = inner.writer.lock();
-            inner.checkpoint(&mut w, false, 0)?;
+            inner.checkpoint(&mut w, Mode::Auto, 0)?;
         }
         if let Durability::Batched(window) = inner.opts.durability
             && !inner.opts.read_only
@@ -408,7 +416,20 @@ impl Store {
     pub fn compact(&self) -> Result<()> {
         let mut w = self.inner.writer.lock();
         w.check()?;
-        self.inner.checkpoint(&mut w, true, 0)
+        // Small files are rewritten in place first-fit; for large ones the
+        // rewrite goes behind everything live and, when that left much of
+        // the file free, once more first-fit so the live data moves into the
+        // front and the tail goes back to the filesystem.
+        let large = w.file_len > RELOCATE_ABOVE;
+        self.inner.checkpoint(
+            &mut w,
+            if large { Mode::Evacuate } else { Mode::Compact },
+            0,
+        )?;
+        if large && w.free.iter().map(|e| e.len).sum::<u64>() > w.file_len / 4 {
+            self.inner.checkpoint(&mut w, Mode::Relocate, 0)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` with the current state under the read lock.
@@ -516,10 +537,26 @@ fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
     Ok(())
 }
 
+/// Files larger than this get a relocating pass from [`Store::compact`].
+const RELOCATE_ABOVE: u64 = 4 << 20;
+
+/// What a checkpoint must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Rewrite only what passed its thresholds; carry the rest.
+    Auto,
+    /// Rewrite everything that changed or has dead bytes.
+    Compact,
+    /// As `Compact`, placing the new regions behind every live one.
+    Evacuate,
+    /// Rewrite every region, so free space ends up at the end of the file.
+    Relocate,
+}
+
 /// Local view of peers changed earlier in the same batch.
 #[derive(Default)]
 struct BatchPeers {
-    records: HashMap<u64, Option<PeerRecord>>,
+    records: crate::state::FastMap<u64, Option<PeerRecord>>,
     owners: HashMap<(u8, u32, String), Option<u64>>,
 }
 
@@ -669,14 +706,12 @@ impl Inner {
         }
         let need = frame::framed_len(payload_len);
         if w.log_pos + need as u64 > w.sb.log.end() {
-            self.checkpoint(w, false, need)?;
+            self.checkpoint(w, Mode::Auto, need)?;
         }
         let mut buf = Vec::with_capacity(need);
-        frame::encode(
-            frame::KIND_COMMIT,
-            &commit::encode(w.next_seq, w.synced_seq, &ops),
-            &mut buf,
-        );
+        frame::encode_with(frame::KIND_COMMIT, &mut buf, |out| {
+            commit::encode_into(w.next_seq, w.synced_seq, &ops, out)
+        });
         let at = w.log_pos;
         self.file
             .write_at(&buf, at)
@@ -701,7 +736,13 @@ impl Inner {
             }
         }
         if self.peers_need_fold(w) {
-            self.checkpoint(w, false, 0)?;
+            // The commit above is written and applied: it stands whatever
+            // happens to this index switch, and the caller must not be
+            // told otherwise (an error would say "not committed" while
+            // reads show it). An I/O failure here poisons the store, so
+            // the next write reports it; any other failure leaves the
+            // overlay for a later checkpoint.
+            let _ = self.checkpoint(w, Mode::Auto, 0);
         }
         Ok(())
     }
@@ -712,13 +753,16 @@ impl Inner {
         let threshold = self
             .opts
             .peer_fold_min
-            .max(p.table.header.peer_count as usize / 4);
+            .max(p.table.header.peer_count as usize / 2);
         p.overlay.len() >= threshold || w.index_unsaved
     }
 
     /// Writes new segments / index / log region, syncs, flips the
     /// superblock, syncs, then frees what the old superblock used.
-    pub(crate) fn checkpoint(&self, w: &mut Writer, force: bool, need: usize) -> Result<()> {
+    pub(crate) fn checkpoint(&self, w: &mut Writer, mode: Mode, need: usize) -> Result<()> {
+        let force = mode != Mode::Auto;
+        let relocate = mode == Mode::Relocate;
+        let at_end = mode == Mode::Evacuate;
         w.check()?;
         let started = Instant::now();
         let opts = &self.opts;
@@ -736,7 +780,7 @@ impl Inner {
             for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
                 let t = &w.track.buckets[b];
                 let seg = w.sb.segments[b];
-                if t.dirty.is_empty() && !(force && t.seg_dead > 0) {
+                if t.dirty.is_empty() && !(force && t.seg_dead > 0) && !(relocate && seg.len > 0) {
                     continue;
                 }
                 let map = &st.maps[b];
@@ -776,8 +820,9 @@ impl Inner {
             let p = &st.peers;
             let table = &p.table;
             let fold = w.index_unsaved
+                || relocate
                 || (force && (!p.overlay.is_empty() || w.track.peer_seg_dead > 0))
-                || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 4)
+                || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 2)
                 || over(w.track.peer_seg_dead, table.seg_ref.len);
             if fold {
                 let mut seg = Vec::with_capacity(table.seg.len());
@@ -824,7 +869,7 @@ impl Inner {
             new_sb.segments[*b] = if bytes.is_empty() {
                 SegmentRef::default()
             } else {
-                let (ext, _) = w.alloc(bytes.len() as u64);
+                let (ext, _) = w.alloc(bytes.len() as u64, at_end);
                 self.file
                     .write_at(bytes, ext.offset)
                     .map_err(w.poison("writing a bucket segment"))?;
@@ -840,7 +885,13 @@ impl Inner {
         }
         let old_table = self.state.read().peers.table.clone();
         if let Some((seg, count, index_bytes)) = &mut new_peers {
-            let (seg_ext, _) = w.alloc(seg.len() as u64);
+            // An empty table has no segment region: its index names offset 0,
+            // as the superblock's empty segment reference does.
+            let seg_ext = if seg.is_empty() {
+                Extent::default()
+            } else {
+                w.alloc(seg.len() as u64, at_end).0
+            };
             *index_bytes = index::build(
                 segment::peers(seg).filter_map(|e| {
                     let (off, b) = e.ok()?;
@@ -849,7 +900,7 @@ impl Inner {
                 seg_ext.offset,
                 opts.index_load,
             );
-            let (idx_ext, _) = w.alloc(index_bytes.len() as u64);
+            let (idx_ext, _) = w.alloc(index_bytes.len() as u64, at_end);
             self.file
                 .write_at(seg, seg_ext.offset)
                 .map_err(w.poison("writing the peer segment"))?;
@@ -867,9 +918,7 @@ impl Inner {
                     crc: masked_crc(seg),
                 }
             };
-            if seg.is_empty() {
-                w.release(seg_ext);
-            }
+
             new_sb.index = Extent {
                 offset: idx_ext.offset,
                 len: index_bytes.len() as u64,
@@ -879,17 +928,15 @@ impl Inner {
         let mut carry_frame = Vec::new();
         if !carry.is_empty() {
             let seq = w.next_seq;
-            frame::encode(
-                frame::KIND_COMMIT,
-                &commit::encode(seq, seq - 1, &carry),
-                &mut carry_frame,
-            );
+            frame::encode_with(frame::KIND_COMMIT, &mut carry_frame, |out| {
+                commit::encode_into(seq, seq - 1, &carry, out)
+            });
         }
         let log_len = page_round(
             opts.log_size
                 .max((2 * carry_frame.len() + need) as u64 + PAGE),
         );
-        let (log, fresh) = w.alloc(log_len);
+        let (log, fresh) = w.alloc(log_len, at_end);
         if !fresh {
             // A reused region holds old bytes; the log must start zeroed so
             // recovery can tell a torn tail from leftovers.
@@ -990,6 +1037,7 @@ impl Inner {
         }
         self.reclaim(w);
         w.stats.checkpoints += 1;
+        w.stats.checkpoint_time += started.elapsed();
         w.stats.last_compaction = Some(Compaction {
             at: SystemTime::now(),
             duration: started.elapsed(),

@@ -277,6 +277,15 @@ pub struct Peer {
 
 /// Version byte that starts a [`Peer`] tail.
 const PEER_TAIL_VERSION: u8 = 1;
+// Presence bits of the peer tail (FORMAT.md, "Peer tail").
+const TAIL_FIRST: u8 = 1;
+const TAIL_LAST: u8 = 2;
+const TAIL_BOT: u8 = 4;
+const TAIL_SELF: u8 = 8;
+const TAIL_PHOTO: u8 = 16;
+const TAIL_LANGUAGE: u8 = 32;
+const TAIL_UPDATED: u8 = 64;
+const TAIL_CHANNEL: u8 = 128;
 
 impl Peer {
     /// A peer with only its id set; every other field empty/false/zero.
@@ -356,17 +365,36 @@ impl Peer {
     /// assert_eq!(p, q);
     /// ```
     pub fn encode_tail(&self, w: &mut Writer) {
-        w.u8(PEER_TAIL_VERSION)
-            .opt_str(self.first_name.as_deref())
-            .opt_str(self.last_name.as_deref())
-            .bool(self.is_bot)
-            .bool(self.is_self)
-            .u8(self.channel_kind.map_or(0, ChannelKind::code));
-        match self.photo_id {
-            Some(id) => w.u8(1).i64(id),
-            None => w.u8(0),
+        let str16 = |w: &mut Writer, v: &str| {
+            w.u16(v.len() as u16).raw(v.as_bytes());
         };
-        w.opt_str(self.language.as_deref()).i64(self.updated_at);
+        let bits = (u8::from(self.first_name.is_some()) * TAIL_FIRST)
+            | (u8::from(self.last_name.is_some()) * TAIL_LAST)
+            | (u8::from(self.is_bot) * TAIL_BOT)
+            | (u8::from(self.is_self) * TAIL_SELF)
+            | (u8::from(self.photo_id.is_some()) * TAIL_PHOTO)
+            | (u8::from(self.language.is_some()) * TAIL_LANGUAGE)
+            | (u8::from(self.updated_at != 0) * TAIL_UPDATED)
+            | (u8::from(self.channel_kind.is_some()) * TAIL_CHANNEL);
+        w.u8(PEER_TAIL_VERSION).u8(bits);
+        if let Some(v) = &self.first_name {
+            str16(w, v);
+        }
+        if let Some(v) = &self.last_name {
+            str16(w, v);
+        }
+        if let Some(k) = self.channel_kind {
+            w.u8(k.code());
+        }
+        if let Some(id) = self.photo_id {
+            w.i64(id);
+        }
+        if let Some(v) = &self.language {
+            str16(w, v);
+        }
+        if self.updated_at != 0 {
+            w.i64(self.updated_at);
+        }
     }
 
     /// Reads a tail written by [`Peer::encode_tail`] into the tail fields of
@@ -379,17 +407,45 @@ impl Peer {
         if r.u8()? != PEER_TAIL_VERSION {
             return Err(err);
         }
-        let first_name = r.opt_str()?.map(str::to_owned);
-        let last_name = r.opt_str()?.map(str::to_owned);
-        let is_bot = r.bool()?;
-        let is_self = r.bool()?;
-        let channel_kind = match r.u8()? {
-            0 => None,
-            c => Some(ChannelKind::from_code(c).ok_or(err)?),
+        let bits = r.u8()?;
+        let str16 = |r: &mut Reader<'_>| -> Result<String, DecodeError> {
+            let n = r.u16()? as usize;
+            std::str::from_utf8(r.take(n)?)
+                .map(str::to_owned)
+                .map_err(|_| err)
         };
-        let photo_id = if r.bool()? { Some(r.i64()?) } else { None };
-        let language = r.opt_str()?.map(str::to_owned);
-        let updated_at = r.i64()?;
+        let first_name = if bits & TAIL_FIRST != 0 {
+            Some(str16(r)?)
+        } else {
+            None
+        };
+        let last_name = if bits & TAIL_LAST != 0 {
+            Some(str16(r)?)
+        } else {
+            None
+        };
+        let is_bot = bits & TAIL_BOT != 0;
+        let is_self = bits & TAIL_SELF != 0;
+        let channel_kind = if bits & TAIL_CHANNEL != 0 {
+            Some(ChannelKind::from_code(r.u8()?).ok_or(err)?)
+        } else {
+            None
+        };
+        let photo_id = if bits & TAIL_PHOTO != 0 {
+            Some(r.i64()?)
+        } else {
+            None
+        };
+        let language = if bits & TAIL_LANGUAGE != 0 {
+            Some(str16(r)?)
+        } else {
+            None
+        };
+        let updated_at = if bits & TAIL_UPDATED != 0 {
+            r.i64()?
+        } else {
+            0
+        };
         into.first_name = first_name;
         into.last_name = last_name;
         into.is_bot = is_bot;
@@ -780,19 +836,29 @@ mod tests {
             b[0] = v;
             assert!(Peer::decode_tail(&mut Reader::new(&b, "t"), &mut q).is_err());
         }
-        // Empty tail fields: locate the channel_kind byte in a minimal tail.
+        // A peer with no optional field is two bytes: version and presence.
         let mut w = Writer::new();
         Peer::new(PeerId::user(1)).encode_tail(&mut w);
-        // version, first(0), last(0), is_bot, is_self, channel_kind
-        assert_eq!(&w.buf[..6], &[1, 0, 0, 0, 0, 0]);
-        for (idx, bad) in [(1, 2u8), (3, 2), (4, 7), (5, 4), (6, 2)] {
-            let mut b = w.buf.clone();
-            b[idx] = bad;
+        assert_eq!(w.buf, [1, 0]);
+        // A presence bit without its bytes, and a bad channel kind, fail.
+        for bits in [
+            TAIL_FIRST,
+            TAIL_LAST,
+            TAIL_PHOTO,
+            TAIL_LANGUAGE,
+            TAIL_UPDATED,
+            TAIL_CHANNEL,
+        ] {
             assert!(
-                Peer::decode_tail(&mut Reader::new(&b, "t"), &mut q).is_err(),
-                "{idx}"
+                Peer::decode_tail(&mut Reader::new(&[1, bits], "t"), &mut q).is_err(),
+                "{bits}"
             );
         }
+        assert!(Peer::decode_tail(&mut Reader::new(&[1, TAIL_CHANNEL, 9], "t"), &mut q).is_err());
+        // Invalid UTF-8 in a name fails.
+        assert!(
+            Peer::decode_tail(&mut Reader::new(&[1, TAIL_FIRST, 1, 0, 0xff], "t"), &mut q).is_err()
+        );
     }
 
     fn check_record<T: PartialEq + std::fmt::Debug>(

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use grammers_session::storages::{ErasedSession, MemorySession, SqliteSession, erase};
+use grammers_session::storages::{ErasedSession, MemorySession, erase};
 use grammers_session::types::{
     ChannelKind, ChannelState, DcOption, PeerAuth, PeerId, PeerInfo, PeerRef, UpdateState,
     UpdatesState,
@@ -942,55 +942,134 @@ async fn session_data_and_memory_session_import_through_the_trait() {
     same_answers(&back, &mem, &ids).await;
 }
 
-/// Writes a grammers SQLite session file through grammers itself.
-async fn write_grammers_sqlite(path: &Path) -> Vec<PeerId> {
-    let sql = SqliteSession::open(path).await.unwrap();
-    let data = sample_data();
-    sql.set_home_dc_id(data.home_dc).await.unwrap();
-    for o in data.dc_options.values() {
-        sql.set_dc_option(o).await.unwrap();
-    }
-    let peers: Vec<PeerInfo> = data.peer_infos.values().cloned().collect();
-    sql.cache_peers(peers).await.unwrap();
-    sql.set_update_state(UpdateState::All(data.updates_state.clone()))
-        .await
-        .unwrap();
-    sql.set_update_state(UpdateState::Channel { id: 3002, pts: 33 })
-        .await
-        .unwrap();
-    data.peer_infos.keys().copied().collect()
+/// What the migration test writes as a grammers SQLite file: the sample,
+/// plus the channel state a later `set_update_state(Channel { .. })` adds.
+fn sqlite_sample() -> SessionData {
+    let mut d = sample_data();
+    d.updates_state
+        .channels
+        .push(ChannelState { id: 3002, pts: 33 });
+    d
+}
+
+/// [`sqlite_sample`] as `SqliteSession` answers it: two peers lose what its
+/// `subtype` column cannot hold.
+fn sqlite_sample_as_read() -> SessionData {
+    let mut d = sqlite_sample();
+    let Some(PeerInfo::User { is_self, .. }) = d.peer_infos.get_mut(&user(1001)) else {
+        unreachable!()
+    };
+    *is_self = Some(false); // unknown, stored as a bot that is not self
+    let Some(PeerInfo::Channel { kind, .. }) = d.peer_infos.get_mut(&channel(3003)) else {
+        unreachable!()
+    };
+    *kind = None; // `Community` (16), read back as unknown
+    d
 }
 
 #[tokio::test]
 async fn a_grammers_sqlite_file_arrives_in_peerlog() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite_path = dir.path().join("grammers.session");
-    let mut ids = write_grammers_sqlite(&sqlite_path).await;
-    ids.push(PeerId::self_user());
-    ids.push(user(5)); // never cached
+    let written = sqlite_sample();
+    grammers_sqlite::write_grammers_sqlite(&sqlite_path, &written).unwrap();
+
+    // The file holds grammers' rows: its version, Bot API dialog ids, NULL
+    // for an unknown hash (0 for a chat), and `PeerSubtype` bits (unknown
+    // `bot`/`is_self` stored as `false`, both `false` as NULL; `Community`
+    // as 16).
+    {
+        let conn = rusqlite::Connection::open(&sqlite_path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        let mut stmt = conn
+            .prepare("SELECT peer_id, hash, subtype FROM peer_info ORDER BY peer_id")
+            .unwrap();
+        let rows: Vec<(i64, Option<i64>, Option<i64>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (-2_002_147_483_650, Some(7), Some(4)), // monoforum range
+                (-1_000_000_003_004, Some(6), None),
+                (-1_000_000_003_003, Some(5), Some(16)),
+                (-1_000_000_003_002, None, Some(12)),
+                (-1_000_000_003_001, Some(4), Some(4)),
+                (-1_000_000_003_000, Some(3), Some(8)),
+                (-2000, Some(0), None), // a chat's `auth()` is the default
+                (1000, Some(1), Some(1)),
+                (1001, Some(-2), Some(2)),
+                (1002, None, None),
+            ]
+        );
+        let (ipv4, ipv6, key): (String, String, Vec<u8>) = conn
+            .query_row(
+                "SELECT ipv4, ipv6, auth_key FROM dc_option WHERE dc_id = 6",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (ipv4.as_str(), ipv6.as_str(), key),
+            ("10.0.0.6:8443", "[2001:db8::6]:8443", vec![6; 256])
+        );
+        let unkeyed: Option<Vec<u8>> = conn
+            .query_row("SELECT auth_key FROM dc_option WHERE dc_id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(unkeyed, None);
+    }
 
     // Read the file's tables (what the example does to migrate).
-    let data = grammers_sqlite::read_grammers_sqlite(&sqlite_path)
-        .await
-        .unwrap();
-    assert_eq!(data.peer_infos.len(), sample_data().peer_infos.len());
+    let data = grammers_sqlite::read_grammers_sqlite(&sqlite_path).unwrap();
+
+    // Field by field, what was written comes back (as `SqliteSession` would
+    // answer it).
+    let expected = sqlite_sample_as_read();
+    assert_eq!(data.home_dc, written.home_dc);
+    assert_eq!(data.dc_options.len(), written.dc_options.len());
+    for (dc, option) in &written.dc_options {
+        let got = &data.dc_options[dc];
+        assert_eq!(got.id, option.id);
+        assert_eq!(got.ipv4, option.ipv4, "dc {dc}");
+        assert_eq!(got.ipv6, option.ipv6, "dc {dc}");
+        assert_eq!(got.auth_key, option.auth_key, "dc {dc}");
+    }
+    assert_eq!(data.peer_infos.len(), written.peer_infos.len());
+    for (id, info) in &expected.peer_infos {
+        assert_eq!(data.peer_infos.get(id), Some(info), "peer {id}");
+    }
+    let (got, want) = (&data.updates_state, &written.updates_state);
+    assert_eq!(
+        (got.pts, got.qts, got.date, got.seq),
+        (want.pts, want.qts, want.date, want.seq)
+    );
+    assert_eq!(got.channels, sorted(want.clone()).channels);
 
     let peerlog_path: PathBuf = dir.path().join("bot.peerlog");
     {
         let pl = PeerlogSession::open(&peerlog_path).unwrap();
         data.import_to(&pl).await.unwrap();
     }
-    let sql = SqliteSession::open(&sqlite_path).await.unwrap();
-    // The reader reads what SqliteSession reads...
-    for (id, info) in &data.peer_infos {
-        assert_eq!(sql.peer(*id).await.unwrap().as_ref(), Some(info));
-    }
-    // ...and peerlog, reopened, answers what SqliteSession answers.
+    // peerlog, reopened, answers what the file holds (the same data in a
+    // `MemorySession` answers every query but the self user's).
     let pl = PeerlogSession::open(&peerlog_path).unwrap();
-    same_answers(&pl, &sql, &ids).await;
+    assert_same_data(&pl.export().unwrap(), &expected);
+    let mut ids: Vec<PeerId> = expected.peer_infos.keys().copied().collect();
+    ids.push(user(5)); // never cached
+    same_answers(&pl, &MemorySession::from(sqlite_sample_as_read()), &ids).await;
     assert_eq!(pl.dc_option(4).unwrap().unwrap().auth_key, Some([4; 256]));
     assert_eq!(pl.dc_option(6).unwrap().unwrap().auth_key, Some([6; 256]));
-    assert!(pl.peer(PeerId::self_user()).await.unwrap().is_some());
+    assert_eq!(
+        pl.peer(PeerId::self_user()).await.unwrap(),
+        expected.peer_infos.get(&user(1000)).cloned()
+    );
     let seen: HashSet<i64> = pl
         .updates_state()
         .await
@@ -1002,8 +1081,18 @@ async fn a_grammers_sqlite_file_arrives_in_peerlog() {
     assert_eq!(seen, HashSet::from([3000, 3001, 3002]));
 
     // Not a grammers file: a clear error.
-    let Err(err) = grammers_sqlite::read_grammers_sqlite(&peerlog_path).await else {
+    let Err(err) = grammers_sqlite::read_grammers_sqlite(&peerlog_path) else {
         panic!("a peerlog file read as a grammers session");
     };
     assert!(!err.to_string().is_empty());
+    // Nor is an empty SQLite database (`user_version` 0).
+    let empty = dir.path().join("empty.sqlite");
+    rusqlite::Connection::open(&empty)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER)")
+        .unwrap();
+    let Err(err) = grammers_sqlite::read_grammers_sqlite(&empty) else {
+        panic!("an empty SQLite file read as a grammers session");
+    };
+    assert!(err.to_string().contains("user_version 0"), "{err}");
 }

@@ -186,3 +186,25 @@ fn usernames_move_and_min_peers_keep_hashes() {
     assert_eq!(store.peer_ids(0).unwrap().len(), 2);
     assert_eq!(store.peer_record_count(0).unwrap(), 2);
 }
+
+/// Regression: compacting a peer table that became empty wrote an index
+/// naming a released segment region; the next open called it stale and
+/// failed to rebuild it.
+#[test]
+fn compacting_an_emptied_peer_table_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.peerlog");
+    {
+        let s = Store::open(&path).unwrap();
+        s.put_peer_records(vec![rec(0, 1, 10, &["a"]), rec(0, 2, 20, &[])])
+            .unwrap();
+        s.compact().unwrap();
+        assert!(s.delete_peer_record(0, 1).unwrap() && s.delete_peer_record(0, 2).unwrap());
+        s.compact().unwrap();
+        assert!(s.verify().unwrap().is_ok());
+    }
+    let s = Store::open(&path).unwrap();
+    assert!(!s.stats().index_rebuilt);
+    assert_eq!(s.peer_ids(0).unwrap(), Vec::<i64>::new());
+    assert!(s.verify().unwrap().is_ok());
+}

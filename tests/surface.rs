@@ -546,3 +546,38 @@ fn nested_writes_error_instead_of_deadlocking() {
     assert_eq!(acc.peer_count().unwrap(), 2);
     acc.save_peer(&Peer::user(7, 70)).unwrap();
 }
+
+#[test]
+fn resolve_username_matches_peer_by_username() {
+    let store = Store::memory();
+    let acc = store.account("a").unwrap();
+    let mut p = Peer::user(42, 4200);
+    p.username = Some("Durov".into());
+    p.usernames = vec!["tg".into()];
+    acc.save_peer(&p).unwrap();
+    for round in 0..2 {
+        for name in ["durov", "@DUROV", "tg"] {
+            assert_eq!(
+                acc.resolve_username(name).unwrap(),
+                Some((PeerId::user(42), Some(4200))),
+                "{name} {round}"
+            );
+        }
+        assert_eq!(acc.resolve_username("nobody").unwrap(), None);
+        store.compact().unwrap();
+    }
+    // Moved to another peer: resolves to the new one only.
+    let mut q = Peer::user(43, 4300);
+    q.username = Some("tg".into());
+    acc.save_peer(&q).unwrap();
+    assert_eq!(
+        acc.resolve_username("tg").unwrap(),
+        Some((PeerId::user(43), Some(4300)))
+    );
+    let m = peerlog::MemoryStorage::new();
+    m.save_peer(&p).unwrap();
+    assert_eq!(
+        m.resolve_username("durov").unwrap(),
+        Some((PeerId::user(42), Some(4200)))
+    );
+}

@@ -70,8 +70,15 @@ pub struct Commit {
 
 /// Encodes a commit payload.
 pub fn encode(seq: u64, synced_through: u64, ops: &[Op]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + ops.iter().map(Op::encoded_len).sum::<usize>());
+    encode_into(seq, synced_through, ops, &mut out);
+    out
+}
+
+/// Appends a commit payload to `out`.
+pub fn encode_into(seq: u64, synced_through: u64, ops: &[Op], out: &mut Vec<u8>) {
     let mut w = Writer {
-        buf: Vec::with_capacity(HEADER_LEN + ops.iter().map(Op::encoded_len).sum::<usize>()),
+        buf: std::mem::take(out),
     };
     w.u64(seq).u64(synced_through).u32(ops.len() as u32);
     for op in ops {
@@ -82,7 +89,7 @@ pub fn encode(seq: u64, synced_through: u64, ops: &[Op]) -> Vec<u8> {
             Op::DeletePeer(k) => w.u8(4).u64(*k),
         };
     }
-    w.buf
+    *out = w.buf;
 }
 
 /// Reads only the header fields (seq, synced_through).

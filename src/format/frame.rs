@@ -36,13 +36,18 @@ fn len_check(len: u32) -> u16 {
 
 /// Appends one frame around `payload` to `out`.
 pub fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
+    encode_with(kind, out, |o| o.extend_from_slice(payload));
+}
+
+/// Appends one frame whose payload `write` appends in place (no copy).
+pub fn encode_with(kind: u8, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
-    let len = payload.len() as u32;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&len_check(len).to_le_bytes());
-    out.push(kind);
-    out.push(0);
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    write(out);
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 6].copy_from_slice(&len_check(len).to_le_bytes());
+    out[start + KIND_OFFSET] = kind;
     let crc = masked_crc(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }

@@ -240,62 +240,81 @@ impl Header {
 }
 
 /// A read-only view of an index region (mapped or in memory).
+///
+/// The tables are kept as byte slices and one slot is viewed at a time with
+/// `bytemuck::from_bytes` (a constant size check): casting a whole table
+/// would divide by the slot size on every lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct IndexView<'a> {
     /// The decoded header.
     pub header: Header,
-    ids: &'a [IdSlot],
-    names: &'a [NameSlot],
-    phones: &'a [NameSlot],
+    ids: &'a [u8],
+    names: &'a [u8],
+    phones: &'a [u8],
 }
+
+const ID: usize = std::mem::size_of::<IdSlot>();
+const NAME: usize = std::mem::size_of::<NameSlot>();
 
 impl<'a> IndexView<'a> {
     /// Checks the header and splits the tables. Slots are not trusted:
     /// every offset read from them is bounds-checked by the caller.
     pub fn new(region: &'a [u8]) -> Result<Self, &'static str> {
         let header = Header::decode(region)?;
-        let (ids, rest) = region[HEADER_LEN..].split_at(header.id_slots as usize * 24);
-        let (names, phones) = rest.split_at(header.name_slots as usize * 16);
-        Ok(IndexView {
-            header,
-            ids: bytemuck::cast_slice(ids),
-            names: bytemuck::cast_slice(names),
-            phones: bytemuck::cast_slice(phones),
-        })
+        Ok(Self::trusted(region, header))
+    }
+
+    /// Splits a region whose header was already checked by
+    /// [`Header::decode`] (the hot path skips the CRC). A header that does
+    /// not fit the region gives an empty view.
+    #[inline]
+    pub fn trusted(region: &'a [u8], header: Header) -> Self {
+        let parts = (|| {
+            let body = region.get(HEADER_LEN..)?;
+            let id_len = (header.id_slots as usize).checked_mul(ID)?;
+            let name_len = (header.name_slots as usize).checked_mul(NAME)?;
+            let phone_len = (header.phone_slots as usize).checked_mul(NAME)?;
+            let (ids, rest) = body.split_at_checked(id_len)?;
+            let (names, rest) = rest.split_at_checked(name_len)?;
+            Some((ids, names, rest.get(..phone_len)?))
+        })();
+        match parts {
+            Some((ids, names, phones)) => IndexView {
+                header,
+                ids,
+                names,
+                phones,
+            },
+            None => IndexView::empty(),
+        }
     }
 
     /// An empty view (no peers).
     pub fn empty() -> IndexView<'static> {
-        const ONE_ID: &[IdSlot] = &[IdSlot {
-            key: [0; 8],
-            access_hash: [0; 8],
-            loc: [0; 8],
-        }];
-        const ONE_NAME: &[NameSlot] = &[NameSlot {
-            hash: [0; 8],
-            loc: [0; 8],
-        }];
         IndexView {
-            header: Header {
-                id_slots: 1,
-                name_slots: 1,
-                phone_slots: 1,
-                ..Default::default()
-            },
-            ids: ONE_ID,
-            names: ONE_NAME,
-            phones: ONE_NAME,
+            header: Header::default(),
+            ids: &[],
+            names: &[],
+            phones: &[],
         }
+    }
+
+    #[inline]
+    fn id_at(&self, i: usize) -> Option<&'a IdSlot> {
+        self.ids.get(i * ID..i * ID + ID).map(bytemuck::from_bytes)
     }
 
     /// The id slot holding `key`. A corrupt table that is full ends the probe
     /// after one lap instead of looping.
     #[inline]
     pub fn get(&self, key: u64) -> Option<&'a IdSlot> {
-        let n = self.ids.len();
+        let n = self.header.id_slots as usize;
+        if n == 0 {
+            return None;
+        }
         let mut i = start(id_hash(key), n);
         for _ in 0..n {
-            let s = &self.ids[i];
+            let s = self.id_at(i)?;
             match s.key() {
                 k if k == key => return Some(s),
                 0 => return None,
@@ -308,12 +327,9 @@ impl<'a> IndexView<'a> {
     /// Record offsets whose name hash equals `hash`, in probe order; the
     /// caller confirms each against the record.
     pub fn names(&self, kind: NameKind, hash: u64) -> impl Iterator<Item = u64> + 'a {
-        let table = match kind {
-            NameKind::Username => self.names,
-            NameKind::Phone => self.phones,
-        };
+        let table = self.name_slots(kind);
         let n = table.len();
-        let mut i = start(hash, n);
+        let mut i = if n == 0 { 0 } else { start(hash, n) };
         let mut left = n;
         std::iter::from_fn(move || {
             while left > 0 {
@@ -335,14 +351,14 @@ impl<'a> IndexView<'a> {
 
     /// All id slots (for verify).
     pub fn id_slots(&self) -> &'a [IdSlot] {
-        self.ids
+        bytemuck::cast_slice(self.ids)
     }
     /// All username and phone slots (for verify).
     pub fn name_slots(&self, kind: NameKind) -> &'a [NameSlot] {
-        match kind {
+        bytemuck::cast_slice(match kind {
             NameKind::Username => self.names,
             NameKind::Phone => self.phones,
-        }
+        })
     }
 }
 
@@ -426,30 +442,6 @@ pub fn slots_crc_ok(region: &[u8], header: &Header) -> bool {
     region
         .get(HEADER_LEN..)
         .is_some_and(|s| masked_crc(s) == header.slots_crc)
-}
-
-impl<'a> IndexView<'a> {
-    /// Splits a region whose header was already checked by
-    /// [`Header::decode`] (the hot path skips the CRC).
-    pub fn trusted(region: &'a [u8], header: Header) -> Self {
-        let body = region.get(HEADER_LEN..).unwrap_or_default();
-        let id_len = (header.id_slots as usize * 24).min(body.len());
-        let (ids, rest) = body.split_at(id_len);
-        let name_len = (header.name_slots as usize * 16).min(rest.len());
-        let (names, phones) = rest.split_at(name_len);
-        let phones = &phones[..phones.len() / 16 * 16];
-        let view = IndexView {
-            header,
-            ids: bytemuck::cast_slice(&ids[..ids.len() / 24 * 24]),
-            names: bytemuck::cast_slice(names),
-            phones: bytemuck::cast_slice(phones),
-        };
-        if view.ids.is_empty() || view.names.is_empty() || view.phones.is_empty() {
-            IndexView::empty()
-        } else {
-            view
-        }
-    }
 }
 
 #[cfg(test)]

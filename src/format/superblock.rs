@@ -256,6 +256,14 @@ impl Superblock {
         if self.log.len == 0 {
             return Err(SlotError::Corrupt("no log region"));
         }
+        // Before any length is rounded to pages (which would overflow on
+        // hostile values) or sizes a read.
+        let mut lens = [self.log.len, self.index.len]
+            .into_iter()
+            .chain(self.segments.iter().map(|s| s.len));
+        if lens.any(|l| l > self.file_len) {
+            return Err(SlotError::Corrupt("region longer than the file"));
+        }
         let mut regions = self.regions();
         for r in &regions {
             if !r.offset.is_multiple_of(PAGE)
@@ -327,6 +335,28 @@ mod tests {
         let crc = masked_crc(&img[..CRC_OFFSET]);
         img[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(Superblock::decode(&img), Err(SlotError::Version(2)));
+    }
+
+    /// Regression: a superblock with a valid CRC and a region length near
+    /// u64::MAX overflowed the page rounding (a panic in debug builds; in
+    /// release the region wrapped to length 0, passed the checks, and open
+    /// then tried to allocate the whole length).
+    #[test]
+    fn rejects_huge_lengths() {
+        for len in [u64::MAX, u64::MAX - 10, u64::MAX - PAGE, 1 << 63] {
+            let mut sb = sample();
+            sb.index.len = len;
+            assert!(Superblock::decode(&sb.encode()).is_err(), "index len {len}");
+            let mut sb = sample();
+            sb.segments[3].len = len;
+            assert!(
+                Superblock::decode(&sb.encode()).is_err(),
+                "segment len {len}"
+            );
+            let mut sb = sample();
+            sb.log.len = len;
+            assert!(Superblock::decode(&sb.encode()).is_err(), "log len {len}");
+        }
     }
 
     #[test]

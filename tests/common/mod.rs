@@ -35,3 +35,5 @@ pub fn mem_store(opts: Options) -> (MemFile, Store) {
 pub fn reopen_image(img: Vec<u8>, opts: Options) -> peerlog::Result<Store> {
     Store::open_backend(Arc::new(MemFile::from_bytes(img)), opts)
 }
+
+pub mod model;
