@@ -419,8 +419,9 @@ impl Account {
         Ok(r)
     }
 
-    /// Reads through a transaction view of the committed state.
-    fn view<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+    /// Reads through a transaction view of the committed state (one read
+    /// lock: every read in `f` sees the same commit).
+    pub(crate) fn view<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
         self.store.read(|st| f(&Transaction::new(self, st)))
     }
 
@@ -447,6 +448,14 @@ impl Account {
                 .map(|(_, v)| decode(v).map_err(corrupt))
                 .collect()
         })
+    }
+
+    /// The engine's view of a peer's access hash and record flags, without
+    /// decoding the record (see [`Store::peer_access_hash`]).
+    #[cfg(feature = "grammers")]
+    #[inline]
+    pub(crate) fn peer_hash(&self, id: PeerId) -> Option<(Option<i64>, u8)> {
+        self.store.peer_hash(self.number, id.bot_api())
     }
 
     /// The peer an index entry names, decoded.
@@ -534,6 +543,58 @@ impl<'a> Transaction<'a> {
         self.written[bucket as usize].insert(key.clone(), self.changes.len());
         self.changes.push(Change::Op(Op::Delete { bucket, key }));
         true
+    }
+
+    // Committed-state reads for adapters built inside the crate. Peer
+    // changes are resolved at commit, so these never see this transaction's
+    // own peer writes (generic keys, read with `get`, do).
+
+    /// The stored peer, as committed before this transaction.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn stored_peer(&self, id: PeerId) -> Result<Option<Peer>> {
+        let key = peer_key(self.account.number, id.bot_api());
+        self.st.record(key)?.map(|r| record_peer(&r)).transpose()
+    }
+
+    /// Every peer of the account, as committed before this transaction, by
+    /// Bot API id ascending.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn stored_peers(&self) -> Result<Vec<Peer>> {
+        let mut keys = self.st.peer_keys(Some(self.account.number))?;
+        keys.sort_unstable_by_key(|&k| crate::format::peer_record::split_key(k).1);
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(r) = self.st.record(k)? {
+                out.push(record_peer(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every committed channel state, by channel id ascending.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn stored_channel_states(&self) -> Result<Vec<ChannelState>> {
+        prefixed(self.st, STATE, &self.key(T_CHANNEL, &[]))
+            .map(|(_, v)| ChannelState::decode(v).map_err(corrupt))
+            .collect()
+    }
+
+    /// Every committed DC auth, by `dc_id` ascending.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn stored_dc_auths(&self) -> Result<Vec<DcAuth>> {
+        prefixed(self.st, SESSION, &self.key(T_DC, &[]))
+            .map(|(_, v)| DcAuth::decode(v).map_err(corrupt))
+            .collect()
+    }
+
+    /// Every committed metadata entry whose key starts with `prefix`, in key
+    /// order, keys without the prefix.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn stored_meta_prefix(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let p = self.meta_key(prefix)?;
+        Ok(prefixed(self.st, META, &p)
+            .map(|(k, v)| (k[p.len()..].to_vec(), v.clone()))
+            .collect())
     }
 
     // Session.

@@ -12,6 +12,8 @@ pub mod codec;
 pub mod conformance;
 mod error;
 pub mod format;
+#[cfg(feature = "grammers")]
+pub mod grammers;
 pub mod io;
 mod mmap;
 mod peers;
