@@ -40,19 +40,27 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).map_or(1_000_000, |s| s.parse().expect("N"));
+    let n: usize = std::env::args()
+        .nth(1)
+        .map_or(1_000_000, |s| s.parse().expect("N"));
     let ds = Dataset::generate(n, SEED);
     let dir = build_peerlog(&ds, Durability::Immediate).close();
     let file = PeerlogRef::file(dir.path());
     let bytes = std::fs::metadata(&file).expect("store file").len();
     println!("peers: {n}");
-    println!("file: {bytes} bytes = {:.1} bytes/peer (compacted, indexes and log included)", bytes as f64 / n as f64);
+    println!(
+        "file: {bytes} bytes = {:.1} bytes/peer (compacted, indexes and log included)",
+        bytes as f64 / n as f64
+    );
 
     let before = LIVE.load(Ordering::Relaxed);
     let r = PeerlogRef::open(dir.path(), Durability::Immediate);
     assert!(r.get(ds.peers[n / 2].id).is_some());
     let heap = LIVE.load(Ordering::Relaxed) - before;
-    println!("heap of the open store: {heap} bytes = {:.2} MiB", heap as f64 / (1 << 20) as f64);
+    println!(
+        "heap of the open store: {heap} bytes = {:.2} MiB",
+        heap as f64 / (1 << 20) as f64
+    );
     let s = r.store.stats();
     println!(
         "id index load {:.2}, username index load {:.2}, free bytes {}",
