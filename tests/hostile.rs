@@ -530,7 +530,7 @@ fn index_header_fields() {
     let cases: Vec<(&str, Mutate, Expect)> = vec![
         ("magic", Box::new(|s| s[0] ^= 1), Expect::Rebuilt),
         ("version", Box::new(|s| put_u32(s, 8, 2)), Expect::Rebuilt),
-        ("hash_id", Box::new(|s| put_u32(s, 12, 2)), Expect::Rebuilt),
+        ("hash_id", Box::new(|s| put_u32(s, 12, 3)), Expect::Rebuilt),
         ("id_slots", add(16, 1), Expect::Rebuilt),
         ("name_slots", add(24, 1), Expect::Rebuilt),
         ("phone_slots", add(32, 1), Expect::Rebuilt),

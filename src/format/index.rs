@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | 0 | 8 | magic | `PLGINDEX` |
 //! | 8 | 4 | version | 1 |
-//! | 12 | 4 | hash_id | 1: the hash functions below |
+//! | 12 | 4 | hash_id | 1: the hashes below, linear probing; 2: the same, tables in Robin Hood order |
 //! | 16 | 8 | id_slots | slots in the id table |
 //! | 24 | 8 | name_slots | slots in the username table |
 //! | 32 | 8 | phone_slots | slots in the phone table |
@@ -31,7 +31,13 @@ pub const MAGIC: [u8; 8] = *b"PLGINDEX";
 /// Index layout version.
 pub const VERSION: u32 = 1;
 /// The hash scheme id stored in the header.
-pub const HASH_ID: u32 = 1;
+pub const HASH_ID: u32 = HASH_ID_ROBIN_HOOD;
+/// Tables in plain insertion order: a probe ends at the key or an empty slot.
+pub const HASH_ID_LINEAR: u32 = 1;
+/// Tables in Robin Hood order (every slot is at most as far from its home
+/// as the probe that passes it), so a probe for an absent key also ends
+/// at the first slot closer to its home than the probe is.
+pub const HASH_ID_ROBIN_HOOD: u32 = 2;
 /// Header bytes.
 pub const HEADER_LEN: usize = 64;
 /// Offset of `segment_offset`.
@@ -147,6 +153,34 @@ pub fn name_hash(kind: NameKind, account: u32, name: &str) -> u64 {
     fmix64(h).max(1)
 }
 
+/// How far slot `i` is from `home`, probing forward with wrap-around.
+#[inline]
+fn distance(i: usize, home: usize, n: usize) -> usize {
+    if i >= home { i - home } else { i + n - home }
+}
+
+/// Robin Hood insertion: the entry travelling forward takes the place of
+/// any resident that is closer to its own home, which then travels on.
+fn robin_hood_insert<T: Copy>(table: &mut [T], mut entry: T, hash_of: impl Fn(&T) -> Option<u64>) {
+    let n = table.len();
+    let Some(h) = hash_of(&entry) else { return };
+    let mut i = start(h, n);
+    let mut d = 0;
+    loop {
+        let Some(resident) = hash_of(&table[i]) else {
+            table[i] = entry;
+            return;
+        };
+        let rd = distance(i, start(resident, n), n);
+        if rd < d {
+            std::mem::swap(&mut table[i], &mut entry);
+            d = rd;
+        }
+        i = if i + 1 == n { 0 } else { i + 1 };
+        d += 1;
+    }
+}
+
 fn start(hash: u64, slots: usize) -> usize {
     ((hash as u128 * slots as u128) >> 64) as usize
 }
@@ -166,6 +200,8 @@ pub struct Header {
     pub segment_offset: u64,
     /// CRC of all slots.
     pub slots_crc: u32,
+    /// [`HASH_ID_LINEAR`] or [`HASH_ID_ROBIN_HOOD`].
+    pub hash_id: u32,
 }
 
 impl Header {
@@ -183,7 +219,7 @@ impl Header {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        b[12..16].copy_from_slice(&HASH_ID.to_le_bytes());
+        b[12..16].copy_from_slice(&self.hash_id.to_le_bytes());
         let words = [
             self.id_slots,
             self.name_slots,
@@ -218,7 +254,7 @@ impl Header {
         if w4(60) != masked_crc(&b[..HEADER_CRC_OFFSET]) {
             return Err("index header checksum");
         }
-        if w4(8) != VERSION || w4(12) != HASH_ID {
+        if w4(8) != VERSION || !matches!(w4(12), HASH_ID_LINEAR | HASH_ID_ROBIN_HOOD) {
             return Err("index version or hash scheme");
         }
         let h = Header {
@@ -228,6 +264,7 @@ impl Header {
             peer_count: w8(40),
             segment_offset: w8(48),
             slots_crc: w4(56),
+            hash_id: w4(12),
         };
         if h.region_len() != Some(region.len() as u64) {
             return Err("index length does not match its header");
@@ -312,12 +349,14 @@ impl<'a> IndexView<'a> {
         if n == 0 {
             return None;
         }
+        let robin_hood = self.header.hash_id == HASH_ID_ROBIN_HOOD;
         let mut i = start(id_hash(key), n);
-        for _ in 0..n {
+        for d in 0..n {
             let s = self.id_at(i)?;
             match s.key() {
                 k if k == key => return Some(s),
                 0 => return None,
+                k if robin_hood && distance(i, start(id_hash(k), n), n) < d => return None,
                 _ => i = if i + 1 == n { 0 } else { i + 1 },
             }
         }
@@ -329,19 +368,19 @@ impl<'a> IndexView<'a> {
     pub fn names(&self, kind: NameKind, hash: u64) -> impl Iterator<Item = u64> + 'a {
         let table = self.name_slots(kind);
         let n = table.len();
+        let robin_hood = self.header.hash_id == HASH_ID_ROBIN_HOOD;
         let mut i = if n == 0 { 0 } else { start(hash, n) };
-        let mut left = n;
+        let mut d = 0;
         std::iter::from_fn(move || {
-            while left > 0 {
-                left -= 1;
+            while d < n {
                 let s = &table[i];
+                let here = i;
                 i = if i + 1 == n { 0 } else { i + 1 };
+                d += 1;
                 match s.hash() {
-                    0 => {
-                        left = 0;
-                        return None;
-                    }
+                    0 => d = n,
                     h if h == hash => return Some(s.offset()),
+                    h if robin_hood && distance(here, start(h, n), n) < d - 1 => d = n,
                     _ => {}
                 }
             }
@@ -402,6 +441,7 @@ pub fn build<'r>(
         peer_count: ids.len() as u64,
         segment_offset,
         slots_crc: 0,
+        hash_id: HASH_ID,
     };
     let total = header.region_len().unwrap_or(0) as usize;
     let mut region = vec![0u8; total];
@@ -409,26 +449,22 @@ pub fn build<'r>(
         let (id_bytes, rest) = region[HEADER_LEN..].split_at_mut(header.id_slots as usize * 24);
         let (nm, ph) = rest.split_at_mut(header.name_slots as usize * 16);
         let table: &mut [IdSlot] = bytemuck::cast_slice_mut(id_bytes);
-        let n = table.len();
+        let id_of = |s: &IdSlot| (s.key() != 0).then(|| id_hash(s.key()));
         for slot in ids {
-            let mut i = start(id_hash(slot.key()), n);
-            while table[i].key() != 0 {
-                i = if i + 1 == n { 0 } else { i + 1 };
-            }
-            table[i] = slot;
+            robin_hood_insert(table, slot, id_of);
         }
+        let name_of = |s: &NameSlot| (s.hash() != 0).then(|| s.hash());
         for (bytes, entries) in [(nm, names), (ph, phones)] {
             let table: &mut [NameSlot] = bytemuck::cast_slice_mut(bytes);
-            let n = table.len();
             for (hash, off) in entries {
-                let mut i = start(hash, n);
-                while table[i].hash() != 0 {
-                    i = if i + 1 == n { 0 } else { i + 1 };
-                }
-                table[i] = NameSlot {
-                    hash: hash.to_le_bytes(),
-                    loc: off.to_le_bytes(),
-                };
+                robin_hood_insert(
+                    table,
+                    NameSlot {
+                        hash: hash.to_le_bytes(),
+                        loc: off.to_le_bytes(),
+                    },
+                    name_of,
+                );
             }
         }
     }
@@ -514,6 +550,37 @@ mod tests {
         ids.iter_mut().for_each(|b| *b = 0xee);
         let v = IndexView::new(&full).unwrap();
         assert!(v.get(12345).is_none());
+    }
+
+    /// Tables are written in Robin Hood order, and lookups that stop early
+    /// on that order still find every key and miss every absent one.
+    #[test]
+    fn robin_hood_order() {
+        let seg = segment_of(3000);
+        let region = build(recs(&seg), 8192, 0.9);
+        let v = IndexView::new(&region).unwrap();
+        assert_eq!(v.header.hash_id, HASH_ID_ROBIN_HOOD);
+        let ids = v.id_slots();
+        let n = ids.len();
+        for i in 0..n {
+            let (a, b) = (&ids[if i == 0 { n - 1 } else { i - 1 }], &ids[i]);
+            if a.key() != 0 && b.key() != 0 {
+                let da = distance(
+                    if i == 0 { n - 1 } else { i - 1 },
+                    start(id_hash(a.key()), n),
+                    n,
+                );
+                let db = distance(i, start(id_hash(b.key()), n), n);
+                assert!(db <= da + 1, "slot {i}: distance {db} after {da}");
+            }
+        }
+        for (off, r) in recs(&seg) {
+            assert_eq!(v.get(r.key()).map(|s| s.offset()), Some(off));
+        }
+        for k in 1..20_000u64 {
+            let key = super::super::peer_record::peer_key(7, k as i64);
+            assert!(v.get(key).is_none());
+        }
     }
 
     /// Views work at any alignment of the underlying bytes.
