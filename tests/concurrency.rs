@@ -89,3 +89,15 @@ fn readers_see_only_committed_values() {
     assert!(reads > 10_000, "readers made progress: {reads}");
     assert!(store.verify().unwrap().is_ok());
 }
+
+/// The handles cross threads: a compile-time check.
+#[test]
+fn handles_are_send_sync_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Store>();
+    check::<peerlog::Account>();
+    check::<peerlog::Bucket>();
+    check::<peerlog::Pool>();
+    fn object_safe(_: &dyn peerlog::Storage) {}
+    let _ = object_safe;
+}
