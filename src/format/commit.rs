@@ -77,7 +77,9 @@ pub fn encode(seq: u64, synced_through: u64, ops: &[Op]) -> Vec<u8> {
 
 /// Appends a commit payload to `out`.
 pub fn encode_into(seq: u64, synced_through: u64, ops: &[Op], out: &mut Vec<u8>) {
-    let mut w = Writer { buf: std::mem::take(out) };
+    let mut w = Writer {
+        buf: std::mem::take(out),
+    };
     w.u64(seq).u64(synced_through).u32(ops.len() as u32);
     for op in ops {
         match op {
