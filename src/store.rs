@@ -839,26 +839,13 @@ impl Inner {
         }
         let old_table = self.state.read().peers.table.clone();
         if let Some((seg, count, index_bytes)) = &mut new_peers {
-            let (seg_ext, _) = w.alloc(seg.len() as u64);
-            *index_bytes = index::build(
-                segment::peers(seg).filter_map(|e| {
-                    let (off, b) = e.ok()?;
-                    Some((off as u64, PeerRecordRef::parse(b).ok()?))
-                }),
-                seg_ext.offset,
-                opts.index_load,
-            );
-            let (idx_ext, _) = w.alloc(index_bytes.len() as u64);
-            self.file
-                .write_at(seg, seg_ext.offset)
-                .map_err(w.poison("writing the peer segment"))?;
-            self.file
-                .write_at(index_bytes, idx_ext.offset)
-                .map_err(w.poison("writing the peer index"))?;
-            written += (seg.len() + index_bytes.len()) as u64;
-            new_sb.segments[PEERS as usize] = if seg.is_empty() {
+            // An empty table has no segment: its reference is all zero, and
+            // the index must name offset 0 too, or the next open finds it
+            // stale.
+            let seg_ref = if seg.is_empty() {
                 SegmentRef::default()
             } else {
+                let (seg_ext, _) = w.alloc(seg.len() as u64);
                 SegmentRef {
                     offset: seg_ext.offset,
                     len: seg.len() as u64,
@@ -866,9 +853,25 @@ impl Inner {
                     crc: masked_crc(seg),
                 }
             };
-            if seg.is_empty() {
-                w.release(seg_ext);
+            *index_bytes = index::build(
+                segment::peers(seg).filter_map(|e| {
+                    let (off, b) = e.ok()?;
+                    Some((off as u64, PeerRecordRef::parse(b).ok()?))
+                }),
+                seg_ref.offset,
+                opts.index_load,
+            );
+            let (idx_ext, _) = w.alloc(index_bytes.len() as u64);
+            if !seg.is_empty() {
+                self.file
+                    .write_at(seg, seg_ref.offset)
+                    .map_err(w.poison("writing the peer segment"))?;
             }
+            self.file
+                .write_at(index_bytes, idx_ext.offset)
+                .map_err(w.poison("writing the peer index"))?;
+            written += (seg.len() + index_bytes.len()) as u64;
+            new_sb.segments[PEERS as usize] = seg_ref;
             new_sb.index = Extent {
                 offset: idx_ext.offset,
                 len: index_bytes.len() as u64,
@@ -1030,5 +1033,53 @@ impl Inner {
                 w.file_len = new_len;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Storage;
+    use crate::types::{Peer, PeerId};
+
+    /// Reopens what `file` holds (as after a process crash) on a new file.
+    fn reopen(file: &MemFile, opts: &Options) -> (MemFile, Store) {
+        let file = MemFile::from_bytes(file.live());
+        let store = Store::open_backend(Arc::new(file.clone()), opts.clone()).expect("reopen");
+        (file, store)
+    }
+
+    /// Regression (found by fuzzing): a checkpoint that folded the peer
+    /// table down to zero peers wrote an index naming the offset of a
+    /// segment it never kept, next to an all-zero segment reference. The
+    /// next open took the index for stale, tried to rebuild it from the
+    /// (absent) segment and failed its checksum: the store no longer opened.
+    #[test]
+    fn folding_the_last_peer_away_keeps_the_store_openable() {
+        let opts = Options {
+            durability: Durability::Immediate,
+            log_size: 8192,
+            peer_fold_min: 1,
+            ..Options::default()
+        };
+        let file = MemFile::new();
+        let store = Store::open_backend(Arc::new(file.clone()), opts.clone()).unwrap();
+        let a = store.account("a").unwrap();
+        a.save_peer(&Peer::chat(1)).unwrap();
+        assert!(a.delete_peer(PeerId::chat(1)).unwrap());
+        assert!(store.verify().unwrap().is_ok());
+        drop((a, store));
+        let (file, store) = reopen(&file, &opts);
+        assert!(!store.stats().index_rebuilt);
+        assert!(store.verify().unwrap().is_ok());
+        let a = store.account("a").unwrap();
+        assert_eq!(a.peer_count().unwrap(), 0);
+        a.save_peer(&Peer::chat(2)).unwrap();
+        store.compact().unwrap();
+        drop((a, store));
+        let (_, store) = reopen(&file, &opts);
+        assert!(store.verify().unwrap().is_ok());
+        let a = store.account("a").unwrap();
+        assert!(a.peer(PeerId::chat(2)).unwrap().is_some());
     }
 }
