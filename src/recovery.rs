@@ -442,12 +442,15 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
     }
     // Missing, stale or damaged: rebuild from the segment, which must then
     // pass its checksum (it is the only copy of the peers).
-    if seg_ref.len == 0 {
+    if seg_ref.len == 0 && sb.index.len == 0 {
         let mut g = PeerGen::empty(opts.index_load);
         g.index_extent = sb.index;
         return Ok((g, false));
     }
-    if masked_crc(&seg) != seg_ref.crc {
+    // A zero-length reference means there is no segment (FORMAT.md), so
+    // there is no checksum to check: the rebuilt index is empty. (Earlier
+    // builds wrote a stale index next to an emptied peer table.)
+    if seg_ref.len > 0 && masked_crc(&seg) != seg_ref.crc {
         return Err(Error::corrupt(
             seg_ref.offset,
             "peer segment checksum mismatch",
@@ -475,4 +478,61 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
     g.header = index::Header::decode(&bytes).map_err(|e| Error::corrupt(sb.index.offset, e))?;
     g.index = Region::Heap(bytes);
     Ok((g, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Storage;
+    use crate::format::superblock::{self, Superblock};
+    use crate::format::{index, masked_crc};
+    use crate::io::MemFile;
+    use crate::store::{Durability, Options, PEERS, Store};
+    use crate::types::{Peer, PeerId};
+    use std::sync::Arc;
+
+    /// Regression (found by fuzzing): files written by earlier builds after
+    /// the peer table was folded down to zero peers hold an index whose
+    /// `segment_offset` is non-zero next to an all-zero peer segment
+    /// reference. Open found the index stale, then failed the checksum of
+    /// the absent segment. It must rebuild an empty index instead.
+    #[test]
+    fn stale_index_over_an_empty_peer_table_is_rebuilt() {
+        let opts = Options {
+            durability: Durability::Immediate,
+            log_size: 8192,
+            peer_fold_min: 1,
+            ..Options::default()
+        };
+        let file = MemFile::new();
+        let store = Store::open_backend(Arc::new(file.clone()), opts.clone()).unwrap();
+        let a = store.account("a").unwrap();
+        a.save_peer(&Peer::chat(1)).unwrap();
+        a.delete_peer(PeerId::chat(1)).unwrap();
+        drop((a, store));
+        // Make the file look like the old writer's: the index names a
+        // segment offset, the superblock's peer segment is all zero.
+        let mut img = file.live();
+        let sb = [0usize, 4096]
+            .iter()
+            .filter_map(|&at| {
+                let slot: &[u8; superblock::SIZE] =
+                    img[at..at + superblock::SIZE].try_into().ok()?;
+                Superblock::decode(slot).ok()
+            })
+            .max_by_key(|sb| sb.generation)
+            .unwrap();
+        assert_eq!(sb.segments[PEERS as usize].len, 0);
+        assert!(sb.index.len > 0);
+        let at = sb.index.offset as usize;
+        img[at + index::SEGMENT_OFFSET_OFFSET..at + index::SEGMENT_OFFSET_OFFSET + 8]
+            .copy_from_slice(&(sb.index.offset + 4096).to_le_bytes());
+        let crc = masked_crc(&img[at..at + index::HEADER_CRC_OFFSET]);
+        img[at + index::HEADER_CRC_OFFSET..at + index::HEADER_CRC_OFFSET + 4]
+            .copy_from_slice(&crc.to_le_bytes());
+
+        let store = Store::open_backend(Arc::new(MemFile::from_bytes(img)), opts).unwrap();
+        assert!(store.stats().index_rebuilt);
+        assert!(store.verify().unwrap().is_ok());
+        assert_eq!(store.account("a").unwrap().peer_count().unwrap(), 0);
+    }
 }

@@ -1082,3 +1082,51 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Storage;
+    use crate::types::{Peer, PeerId};
+
+    /// Reopens what `file` holds (as after a process crash) on a new file.
+    fn reopen(file: &MemFile, opts: &Options) -> (MemFile, Store) {
+        let file = MemFile::from_bytes(file.live());
+        let store = Store::open_backend(Arc::new(file.clone()), opts.clone()).expect("reopen");
+        (file, store)
+    }
+
+    /// Regression (found by fuzzing): a checkpoint that folded the peer
+    /// table down to zero peers wrote an index naming the offset of a
+    /// segment it never kept, next to an all-zero segment reference. The
+    /// next open took the index for stale, tried to rebuild it from the
+    /// (absent) segment and failed its checksum: the store no longer opened.
+    #[test]
+    fn folding_the_last_peer_away_keeps_the_store_openable() {
+        let opts = Options {
+            durability: Durability::Immediate,
+            log_size: 8192,
+            peer_fold_min: 1,
+            ..Options::default()
+        };
+        let file = MemFile::new();
+        let store = Store::open_backend(Arc::new(file.clone()), opts.clone()).unwrap();
+        let a = store.account("a").unwrap();
+        a.save_peer(&Peer::chat(1)).unwrap();
+        assert!(a.delete_peer(PeerId::chat(1)).unwrap());
+        assert!(store.verify().unwrap().is_ok());
+        drop((a, store));
+        let (file, store) = reopen(&file, &opts);
+        assert!(!store.stats().index_rebuilt);
+        assert!(store.verify().unwrap().is_ok());
+        let a = store.account("a").unwrap();
+        assert_eq!(a.peer_count().unwrap(), 0);
+        a.save_peer(&Peer::chat(2)).unwrap();
+        store.compact().unwrap();
+        drop((a, store));
+        let (_, store) = reopen(&file, &opts);
+        assert!(store.verify().unwrap().is_ok());
+        let a = store.account("a").unwrap();
+        assert!(a.peer(PeerId::chat(2)).unwrap().is_some());
+    }
+}

@@ -32,9 +32,11 @@ pub fn mask(crc: u32) -> u32 {
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
-/// Rounds `n` up to a whole number of pages.
+/// Rounds `n` up to a whole number of pages. Lengths read from a file can
+/// be anything: past the last page boundary it saturates at `u64::MAX`,
+/// which no region inside a file can have.
 pub fn page_round(n: u64) -> u64 {
-    n.div_ceil(PAGE) * PAGE
+    n.div_ceil(PAGE).saturating_mul(PAGE)
 }
 
 pub(crate) fn le_u64(b: &[u8; 8]) -> u64 {
@@ -81,6 +83,16 @@ mod tests {
         }
         assert!(doc.contains(&format!("`{}`", superblock::MAGIC_HEX)));
         assert!(doc.contains(&format!("Format version: {}", superblock::FORMAT_VERSION)));
+    }
+
+    #[test]
+    fn page_round_saturates() {
+        assert_eq!(page_round(0), 0);
+        assert_eq!(page_round(1), PAGE);
+        assert_eq!(page_round(PAGE), PAGE);
+        assert_eq!(page_round(u64::MAX - PAGE + 1), u64::MAX - PAGE + 1);
+        assert_eq!(page_round(u64::MAX - PAGE + 2), u64::MAX);
+        assert_eq!(page_round(u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -359,6 +359,34 @@ mod tests {
         }
     }
 
+    /// Regression (found by fuzzing): a segment or index length within a
+    /// page of `u64::MAX` overflowed `page_round` while the regions were
+    /// checked: a panic with overflow checks, and without them a region
+    /// rounded to length 0, which the check skipped, so that open then
+    /// tried to allocate the whole length.
+    #[test]
+    fn rejects_lengths_that_overflow_page_rounding() {
+        for len in [u64::MAX, u64::MAX - 100, u64::MAX - PAGE + 2] {
+            let mut sb = sample();
+            sb.segments[5] = SegmentRef {
+                offset: 8192 + 4096 * 8,
+                len,
+                count: 1,
+                crc: 0,
+            };
+            assert!(matches!(
+                Superblock::decode(&sb.encode()),
+                Err(SlotError::Corrupt(_))
+            ));
+            let mut sb = sample();
+            sb.index.len = len;
+            assert!(matches!(
+                Superblock::decode(&sb.encode()),
+                Err(SlotError::Corrupt(_))
+            ));
+        }
+    }
+
     #[test]
     fn rejects_overlapping_regions() {
         let mut sb = sample();
