@@ -123,11 +123,14 @@ fn prefixed<'s>(
     st.maps[bucket as usize].range::<[u8], _>((Bound::Included(prefix), hi))
 }
 
-/// The sequence number that ends a dedup-order or queue key.
+/// The sequence number that ends a dedup-order or queue key. They count
+/// up from 0, one per insert, so one from 2^63 on is damage (and would
+/// overflow when the next number is computed from it).
 fn seq_of(key: &[u8]) -> Result<u64> {
     key.get(5..)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(u64::from_be_bytes)
+        .filter(|&seq| seq < 1 << 63)
         .ok_or_else(|| {
             corrupt(DecodeError {
                 what: "sequence key",
@@ -1148,4 +1151,39 @@ forward! {
     meta(key: &str) -> Option<Vec<u8>>;
     set_meta(key: &str, value: &[u8]) -> ();
     delete_meta(key: &str) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored dedup-order or queue key with a sequence number of
+    /// `u64::MAX` (only damage, with valid checksums, makes one) used to
+    /// overflow `seq + 1` on the next insert; it is corruption instead.
+    #[test]
+    fn sequence_numbers_from_damaged_keys_do_not_overflow() {
+        let store = Store::memory();
+        let a = store.account("a").unwrap();
+        let damaged = |bucket: u8, tag: u8| {
+            store
+                .transact(false, |_| {
+                    Ok((
+                        vec![Change::Op(Op::Put {
+                            bucket,
+                            key: a.key(tag, &u64::MAX.to_be_bytes()),
+                            value: vec![0; 9],
+                        })],
+                        (),
+                    ))
+                })
+                .unwrap()
+        };
+        damaged(QUEUE, T_QUEUE);
+        damaged(DEDUP, T_DEDUP_ORDER);
+        assert!(matches!(a.enqueue("x", b"p"), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            a.insert_dedup_key(b"k"),
+            Err(Error::Corrupt { .. })
+        ));
+    }
 }

@@ -32,6 +32,10 @@ pub const MAGIC_HEX: &str = "89 50 4C 47 0D 0A 1A 0A";
 pub const FORMAT_VERSION: u32 = 1;
 /// Encoded size of a superblock.
 pub const SIZE: usize = 512;
+/// `generation` and `next_seq` start at 1 and grow by one per checkpoint
+/// and per commit; a slot with either outside `1..COUNTER_LIMIT` is
+/// corrupt (such values would overflow as they grow).
+pub const COUNTER_LIMIT: u64 = 1 << 62;
 /// Offset of `generation`.
 pub const GENERATION_OFFSET: usize = 16;
 /// Offset of `next_seq`.
@@ -226,6 +230,11 @@ impl Superblock {
             log_durable: u64_at(b, 72),
             segments,
         };
+        if !(1..COUNTER_LIMIT).contains(&sb.generation)
+            || !(1..COUNTER_LIMIT).contains(&sb.next_seq)
+        {
+            return Err(SlotError::Corrupt("generation or next_seq out of range"));
+        }
         sb.check_regions()?;
         Ok(sb)
     }
@@ -385,6 +394,34 @@ mod tests {
                 Err(SlotError::Corrupt(_))
             ));
         }
+    }
+
+    /// Regression (found by fuzzing): a slot with generation `u64::MAX`
+    /// (valid CRC) was picked, and the next checkpoint overflowed
+    /// `generation + 1` (a panic with overflow checks, without them a
+    /// superblock of generation 0 that lost to the old one at the next
+    /// open). `next_seq` 0 underflowed `seq - 1` at open, and values near
+    /// `u64::MAX` overflow during replay or the next commit.
+    #[test]
+    fn rejects_counters_out_of_range() {
+        for v in [0, COUNTER_LIMIT, u64::MAX - 1, u64::MAX] {
+            let mut sb = sample();
+            sb.generation = v;
+            assert!(
+                matches!(Superblock::decode(&sb.encode()), Err(SlotError::Corrupt(_))),
+                "generation {v}"
+            );
+            let mut sb = sample();
+            sb.next_seq = v;
+            assert!(
+                matches!(Superblock::decode(&sb.encode()), Err(SlotError::Corrupt(_))),
+                "next_seq {v}"
+            );
+        }
+        let mut sb = sample();
+        sb.generation = COUNTER_LIMIT - 1;
+        sb.next_seq = COUNTER_LIMIT - 1;
+        assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
     }
 
     #[test]
