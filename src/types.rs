@@ -441,8 +441,13 @@ impl Peer {
         } else {
             None
         };
+        // Present means non-zero: a zero under the bit would not re-encode
+        // to the same bytes.
         let updated_at = if bits & TAIL_UPDATED != 0 {
-            r.i64()?
+            match r.i64()? {
+                0 => return Err(err),
+                v => v,
+            }
         } else {
             0
         };
@@ -855,6 +860,10 @@ mod tests {
             );
         }
         assert!(Peer::decode_tail(&mut Reader::new(&[1, TAIL_CHANNEL, 9], "t"), &mut q).is_err());
+        // Found by fuzzing: updated_at present but zero is not canonical.
+        let mut zero = vec![1, TAIL_UPDATED];
+        zero.extend_from_slice(&0i64.to_le_bytes());
+        assert!(Peer::decode_tail(&mut Reader::new(&zero, "t"), &mut q).is_err());
         // Invalid UTF-8 in a name fails.
         assert!(
             Peer::decode_tail(&mut Reader::new(&[1, TAIL_FIRST, 1, 0, 0xff], "t"), &mut q).is_err()
