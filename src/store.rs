@@ -31,18 +31,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Bucket numbers of the format (see FORMAT.md, "Buckets").
-#[allow(dead_code)]
 pub(crate) const META: u8 = 0;
-#[allow(dead_code)]
 pub(crate) const SESSION: u8 = 1;
 pub(crate) const PEERS: u8 = 2;
-#[allow(dead_code)]
 pub(crate) const STATE: u8 = 3;
-#[allow(dead_code)]
 pub(crate) const DEDUP: u8 = 4;
-#[allow(dead_code)]
 pub(crate) const QUEUE: u8 = 5;
-#[allow(dead_code)]
 pub(crate) const CONVERSATIONS: u8 = 6;
 pub(crate) const RAW: u8 = 7;
 /// Bucket names, by number.
