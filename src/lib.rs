@@ -15,9 +15,11 @@ pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
 pub mod io;
+mod lookup;
 mod mmap;
 mod peers;
 pub mod pool;
+mod rcu;
 mod recovery;
 mod state;
 mod stats;

@@ -1,4 +1,5 @@
-//! The crate's only `unsafe`: mapping immutable regions of the store file.
+//! One of the crate's two `unsafe` modules (with `rcu`): mapping immutable
+//! regions of the store file.
 //!
 //! Soundness argument (also in FORMAT.md, "Mapped regions"):
 //! 1. Only the peer segment and the peer index are mapped, and only after

@@ -9,6 +9,7 @@ use crate::format::index::{self, IndexView, NameKind, name_hash};
 use crate::format::peer_record::PeerRecordRef;
 use crate::format::segment;
 use crate::format::superblock::{Extent, SegmentRef};
+use crate::lookup::Lookup;
 use crate::mmap::Region;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -134,6 +135,8 @@ pub(crate) struct PeerState {
     /// Peers per account, counted on first use, then kept up to date; a
     /// mutex so counting needs only the state's read lock.
     pub per_account: parking_lot::Mutex<Option<FastMap<u32, u64>>>,
+    /// `table` and the access hashes of `overlay`, for lock-free lookups.
+    pub lookup: Arc<Lookup>,
 }
 
 /// What the writer tracks per generic bucket to decide compaction.
@@ -169,6 +172,7 @@ impl State {
         State {
             maps: Default::default(),
             peers: PeerState {
+                lookup: Arc::new(Lookup::new(table.clone())),
                 table,
                 overlay: FastMap::default(),
                 names: NameOverlay::default(),
@@ -299,6 +303,9 @@ impl State {
                 for (kind, name) in names_of(&new) {
                     self.set_owner(kind, new.account(), name, Some(key));
                 }
+                self.peers
+                    .lookup
+                    .set(key, Some((new.access_hash(), new.flags())));
                 let bytes: Arc<[u8]> = Arc::from(bytes);
                 if self.peers.overlay.insert(key, Some(bytes)).is_none() {
                     self.note_gen_dead(key, track);
@@ -309,6 +316,7 @@ impl State {
                     return Ok(());
                 }
                 self.release_names(key, None, track)?;
+                self.peers.lookup.set(key, None);
                 if self.peers.overlay.insert(key, None).is_none() {
                     self.note_gen_dead(key, track);
                 }
@@ -377,6 +385,7 @@ impl State {
 
     /// Drops the overlay once a new generation holds all of it.
     pub fn install_gen(&mut self, table: Arc<PeerGen>) {
+        self.peers.lookup.install(table.clone());
         self.peers.table = table;
         self.peers.overlay.clear();
         self.peers.names.clear();

@@ -139,6 +139,8 @@ impl std::fmt::Debug for Store {
 pub(crate) struct Inner {
     pub file: Arc<dyn RawFile>,
     pub state: RwLock<State>,
+    /// Lock-free access-hash lookups (`state.peers.lookup`).
+    lookup: Arc<crate::lookup::Lookup>,
     pub writer: Arc<Mutex<Writer>>,
     pub opts: Options,
     pub path: Option<PathBuf>,
@@ -352,6 +354,7 @@ impl Store {
         let heal = writer.index_unsaved && !opts.read_only;
         let inner = Arc::new(Inner {
             file,
+            lookup: state.peers.lookup.clone(),
             state: RwLock::new(state),
             writer: Arc::new(Mutex::new(writer)),
             opts,
@@ -468,7 +471,7 @@ impl Store {
     /// The engine's view of a peer's access hash and flags (hot path).
     #[inline]
     pub(crate) fn peer_hash(&self, account: u32, peer_id: i64) -> Option<(Option<i64>, u8)> {
-        self.inner.state.read().hash_of(peer_key(account, peer_id))
+        self.inner.lookup.get(peer_key(account, peer_id))
     }
 }
 
@@ -738,6 +741,7 @@ impl Inner {
             // overlay for a later checkpoint.
             let _ = self.checkpoint(w, Mode::Auto, 0);
         }
+        self.lookup.reclaim();
         Ok(())
     }
 

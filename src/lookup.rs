@@ -1,0 +1,293 @@
+//! Lock-free access-hash lookups by peer id, the hot path of every update
+//! and every send.
+//!
+//! A [`View`] pairs the mapped peer generation with [`Recent`]: the access
+//! hash and flags of each peer changed since that generation, in a table
+//! of atomics that the writer updates in place while readers probe it.
+//! The view itself sits in an [`Rcu`] cell, replaced when a checkpoint
+//! installs a new generation or `Recent` grows, so a reader takes no lock.
+//!
+//! Each entry is a small seqlock: the writer makes `meta` odd, writes the
+//! hash, and makes `meta` even again; a reader retries if `meta` changed
+//! under it. A reader sees every peer individually as of some commit; a
+//! commit that changes several peers is not atomic across them here (the
+//! state's read lock gives that, for readers who need it).
+
+use crate::format::index::{IdTable, id_hash};
+use crate::rcu::Rcu;
+use crate::state::PeerGen;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+
+/// What a lookup answers: access hash (if the record has one) and flags.
+pub(crate) type Found = (Option<i64>, u8);
+
+/// `key` of an empty entry: no peer key has all 64 bits set (the account
+/// number is below 2^22).
+const EMPTY: u64 = u64::MAX;
+const DELETED: u64 = 1 << 8;
+const HAS_HASH: u64 = crate::format::peer_record::HAS_HASH as u64;
+const VERSION: u64 = 1 << 32;
+
+#[derive(Debug)]
+struct Entry {
+    key: AtomicU64,
+    hash: AtomicU64,
+    /// Flags (bits 0..8), deleted (bit 8), version (bits 32..64, odd while
+    /// the writer changes the entry).
+    meta: AtomicU64,
+}
+
+/// Peers changed since the generation: open addressing, linear probing,
+/// power-of-two size, at most half full, never shrinks (a new generation
+/// comes with a new, empty table).
+#[derive(Debug)]
+pub(crate) struct Recent {
+    entries: Box<[Entry]>,
+    len: AtomicUsize,
+}
+
+impl Recent {
+    fn with_capacity(slots: usize) -> Recent {
+        let slots = slots.next_power_of_two().max(16);
+        Recent {
+            entries: (0..slots)
+                .map(|_| Entry {
+                    key: AtomicU64::new(EMPTY),
+                    hash: AtomicU64::new(0),
+                    meta: AtomicU64::new(0),
+                })
+                .collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn slot(&self, key: u64) -> usize {
+        id_hash(key) as usize & (self.entries.len() - 1)
+    }
+
+    /// `None`: not changed since the generation; `Some(None)`: deleted.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<Option<Found>> {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mask = self.entries.len() - 1;
+        let mut i = self.slot(key);
+        loop {
+            let e = &self.entries[i];
+            match e.key.load(Ordering::Acquire) {
+                k if k == key => return Some(e.read()),
+                EMPTY => return None,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Writer only: sets a peer's entry (`None`: deleted). Returns false
+    /// when the table is too full to insert; the caller grows it.
+    fn set(&self, key: u64, value: Option<Found>) -> bool {
+        let (hash, meta) = match value {
+            None => (0, DELETED),
+            Some((h, flags)) => (
+                h.unwrap_or(0) as u64,
+                (flags as u64 & !HAS_HASH) | if h.is_some() { HAS_HASH } else { 0 },
+            ),
+        };
+        let mask = self.entries.len() - 1;
+        let mut i = self.slot(key);
+        loop {
+            let e = &self.entries[i];
+            match e.key.load(Ordering::Relaxed) {
+                k if k == key => {
+                    let v = e.meta.load(Ordering::Relaxed) & !(VERSION - 1);
+                    e.meta.store(v + VERSION, Ordering::Relaxed);
+                    fence(Ordering::Release);
+                    e.hash.store(hash, Ordering::Relaxed);
+                    e.meta.store((v + 2 * VERSION) | meta, Ordering::Release);
+                    return true;
+                }
+                EMPTY => {
+                    if (self.len.load(Ordering::Relaxed) + 1) * 2 > self.entries.len() {
+                        return false;
+                    }
+                    e.hash.store(hash, Ordering::Relaxed);
+                    e.meta.store(meta, Ordering::Relaxed);
+                    // Publishes hash and meta with the key.
+                    e.key.store(key, Ordering::Release);
+                    self.len.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u64, Option<Found>)> + '_ {
+        self.entries.iter().filter_map(|e| {
+            let k = e.key.load(Ordering::Relaxed);
+            (k != EMPTY).then(|| (k, e.read()))
+        })
+    }
+}
+
+impl Entry {
+    #[inline]
+    fn read(&self) -> Option<Found> {
+        loop {
+            let m1 = self.meta.load(Ordering::Acquire);
+            let hash = self.hash.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            let m2 = self.meta.load(Ordering::Relaxed);
+            if m1 == m2 && m1 & VERSION == 0 {
+                if m1 & DELETED != 0 {
+                    return None;
+                }
+                let flags = m1 as u8;
+                return Some(((m1 & HAS_HASH != 0).then_some(hash as i64), flags));
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// A generation and the changes since it.
+#[derive(Debug)]
+pub(crate) struct View {
+    table: Arc<PeerGen>,
+    /// The id table's bytes within `table.index`, found once.
+    ids: Range<usize>,
+    robin_hood: bool,
+    recent: Recent,
+}
+
+impl View {
+    fn new(table: Arc<PeerGen>, recent: Recent) -> View {
+        let t = table.view().id_table();
+        View {
+            ids: t.range_in(&table.index),
+            robin_hood: t.robin_hood(),
+            table,
+            recent,
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, key: u64) -> Option<Found> {
+        if let Some(found) = self.recent.get(key) {
+            return found;
+        }
+        let ids = self.table.index.get(self.ids.clone())?;
+        IdTable::new(ids, self.robin_hood)
+            .get(key)
+            .map(|s| (s.access_hash(), s.flags()))
+    }
+}
+
+/// The cell readers probe. Written only under the store's state write
+/// lock (one writer at a time).
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    cell: Rcu<View>,
+}
+
+impl Lookup {
+    pub fn new(table: Arc<PeerGen>) -> Lookup {
+        Lookup {
+            cell: Rcu::new(View::new(table, Recent::with_capacity(0))),
+        }
+    }
+
+    /// Access hash and flags of a peer key, as of the latest commit.
+    #[inline(always)]
+    pub fn get(&self, key: u64) -> Option<Found> {
+        self.cell.read(|v| v.get(key))
+    }
+
+    /// Writer: a peer was put (`Some`) or deleted (`None`).
+    pub fn set(&self, key: u64, value: Option<Found>) {
+        let view = self.cell.writer_view();
+        if view.recent.set(key, value) {
+            return;
+        }
+        let recent = Recent::with_capacity(view.recent.entries.len() * 2);
+        for (k, v) in view.recent.entries() {
+            recent.set(k, v);
+        }
+        recent.set(key, value);
+        self.cell.replace(View::new(view.table.clone(), recent));
+    }
+
+    /// Writer: a new generation holds every change so far.
+    pub fn install(&self, table: Arc<PeerGen>) {
+        self.cell
+            .replace(View::new(table, Recent::with_capacity(0)));
+    }
+
+    /// Writer: frees views no reader can see any more.
+    pub fn reclaim(&self) {
+        self.cell.reclaim();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_set_get_update_delete_and_grow() {
+        let l = Lookup::new(Arc::new(PeerGen::empty(0.75)));
+        assert_eq!(l.get(5), None);
+        for k in 0..1000u64 {
+            l.set(k, Some((Some(k as i64 * 7), 1)));
+        }
+        for k in 0..1000u64 {
+            assert_eq!(l.get(k), Some((Some(k as i64 * 7), 1)));
+        }
+        l.set(3, Some((None, 0)));
+        l.set(4, None);
+        l.set(5, Some((Some(-1), 0x21)));
+        assert_eq!(l.get(3), Some((None, 0)));
+        assert_eq!(l.get(4), None);
+        assert_eq!(l.get(5), Some((Some(-1), 0x21)));
+        assert_eq!(l.get(1000), None);
+        l.install(Arc::new(PeerGen::empty(0.75)));
+        assert_eq!(l.get(5), None);
+    }
+
+    #[test]
+    fn readers_see_whole_entries_while_the_writer_updates() {
+        let l = Arc::new(Lookup::new(Arc::new(PeerGen::empty(0.75))));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (l, stop) = (l.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        for k in 0..64u64 {
+                            // The writer always stores hash = key * round
+                            // with flags = round: a torn read breaks that.
+                            if let Some((Some(h), f)) = l.get(k) {
+                                assert_eq!(h as u64, k.wrapping_mul(f as u64), "torn entry");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for round in 0..20_000u64 {
+            let f = (round % 255 + 1) as u8 | HAS_HASH as u8;
+            for k in 0..64u64 {
+                l.set(k, Some((Some(k.wrapping_mul(f as u64) as i64), f)));
+            }
+            if round % 1000 == 999 {
+                l.install(Arc::new(PeerGen::empty(0.75)));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+}
