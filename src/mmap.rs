@@ -6,6 +6,8 @@
 //!    they were written and synced; peerlog never writes a byte of a region
 //!    while any mapping of it exists: a region freed by a checkpoint is
 //!    reused only once every `Arc` of the generation that mapped it is gone.
+//!    Open also maps the log while scanning it and drops that mapping
+//!    before recovery or the writer touch the log.
 //! 2. The file is held under an exclusive `flock` for the life of the store,
 //!    so cooperating processes (peerlog) cannot write it meanwhile.
 //! 3. The file is never truncated below a mapped region (same rule as 1).
@@ -33,6 +35,16 @@ impl Deref for Region {
         match self {
             Region::Mapped(m) => m,
             Region::Heap(v) => v,
+        }
+    }
+}
+
+impl Region {
+    /// Hints that the region will be read once, front to back.
+    pub(crate) fn advise_sequential(&self) {
+        #[cfg(unix)]
+        if let Region::Mapped(m) = self {
+            let _ = m.advise(memmap2::Advice::Sequential);
         }
     }
 }

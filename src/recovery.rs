@@ -271,8 +271,12 @@ pub(crate) fn load(
     let mut state = State::new(Arc::new(table));
     state.maps = maps;
 
-    // Replay the log.
-    let log = read(file, sb.log.offset, sb.log.len, "reading the log")?;
+    // Replay the log. It is mapped rather than read: an open scans all of
+    // it (the zero check below), and faulting in a mapping of cached pages
+    // is cheaper than a fresh buffer plus a copy. The mapping is dropped
+    // before anything writes to the log.
+    let log = map_or_read(file, sb.log.offset, sb.log.len, "reading the log")?;
+    log.advise_sequential();
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
     while let Ok(f) = frame::decode(&log[pos..]) {
@@ -314,6 +318,9 @@ pub(crate) fn load(
                 ),
             ));
         }
+    }
+    drop(log);
+    if garbage_end > 0 {
         stats.recovered_bytes = garbage_end as u64;
         if !opts.read_only {
             let zeros = vec![0u8; garbage_end];

@@ -611,6 +611,19 @@ impl BatchPeers {
 /// Turns requested changes into log ops: applies the peer merge rules,
 /// drops writes that change nothing, and moves usernames and phones that a
 /// peer takes from another peer (the loser is rewritten without them).
+/// The min rule: a full access hash already known is kept over a min one
+/// or none, and a record saved without a hash keeps the stored one.
+fn merge_min(rec: &mut PeerRecord, cur_hash: Option<i64>, cur_min: bool) {
+    let known_full = cur_hash.is_some() && !cur_min;
+    if known_full && (rec.min || rec.access_hash.is_none()) {
+        rec.access_hash = cur_hash;
+        rec.min = false;
+    } else if rec.access_hash.is_none() {
+        rec.access_hash = cur_hash;
+        rec.min = cur_min;
+    }
+}
+
 fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
     let mut ops = Vec::with_capacity(changes.len());
     let mut local = BatchPeers::default();
@@ -633,16 +646,20 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
             Change::Peer(mut rec) => {
                 rec.validate().map_err(Error::Invalid)?;
                 let key = peer_key(rec.account, rec.peer_id);
+                // Re-saving a stored peer unchanged is the common case (a
+                // client saves the peers of every update): compare the
+                // encoding with the stored bytes, without decoding them.
+                if !local.records.contains_key(&key)
+                    && let Some(cur) = st.record(key)?
+                {
+                    merge_min(&mut rec, cur.access_hash(), cur.is_min());
+                    if rec.encode() == cur.bytes() {
+                        continue;
+                    }
+                }
                 let cur = local.current(st, key)?;
                 if let Some(cur) = &cur {
-                    let known_full = cur.access_hash.is_some() && !cur.min;
-                    if known_full && (rec.min || rec.access_hash.is_none()) {
-                        rec.access_hash = cur.access_hash;
-                        rec.min = false;
-                    } else if rec.access_hash.is_none() {
-                        rec.access_hash = cur.access_hash;
-                        rec.min = cur.min;
-                    }
+                    merge_min(&mut rec, cur.access_hash, cur.min);
                     if *cur == rec {
                         continue;
                     }
