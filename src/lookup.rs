@@ -158,7 +158,7 @@ pub(crate) struct View {
     table: Arc<PeerGen>,
     /// The id table's bytes within `table.index`, found once.
     ids: Range<usize>,
-    robin_hood: bool,
+    hash_id: u32,
     recent: Recent,
 }
 
@@ -167,7 +167,7 @@ impl View {
         let t = table.view().id_table();
         View {
             ids: t.range_in(&table.index),
-            robin_hood: t.robin_hood(),
+            hash_id: t.hash_id(),
             table,
             recent,
         }
@@ -179,7 +179,7 @@ impl View {
             return found;
         }
         let ids = self.table.index.get(self.ids.clone())?;
-        IdTable::new(ids, self.robin_hood)
+        IdTable::new(ids, self.hash_id)
             .get(key)
             .map(|s| (s.access_hash(), s.flags()))
     }

@@ -79,12 +79,20 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     }
     let view = g.view();
     let mut used = 0u64;
-    for (i, s) in view.id_slots().iter().enumerate() {
+    let slots = view.id_slots();
+    let distances = g.header.hash_id == index::HASH_ID_DISTANCE;
+    for (i, s) in slots.iter().enumerate() {
         if s.key() == 0 {
             continue;
         }
         used += 1;
         r.slots_checked += 1;
+        if distances && s.distance() != index::stored_distance(i, s.key(), slots.len()) {
+            r.push(
+                base + 64 + 24 * i as u64,
+                "id slot stores a wrong probe distance",
+            );
+        }
         match g.record_at(s.offset(), Some(s.key())) {
             Ok(rec) if rec.access_hash() == s.access_hash() && rec.flags() == s.flags() => {}
             Ok(_) => r.push(

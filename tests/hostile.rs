@@ -530,7 +530,7 @@ fn index_header_fields() {
     let cases: Vec<(&str, Mutate, Expect)> = vec![
         ("magic", Box::new(|s| s[0] ^= 1), Expect::Rebuilt),
         ("version", Box::new(|s| put_u32(s, 8, 2)), Expect::Rebuilt),
-        ("hash_id", Box::new(|s| put_u32(s, 12, 3)), Expect::Rebuilt),
+        ("hash_id", Box::new(|s| put_u32(s, 12, 4)), Expect::Rebuilt),
         ("id_slots", add(16, 1), Expect::Rebuilt),
         ("name_slots", add(24, 1), Expect::Rebuilt),
         ("phone_slots", add(32, 1), Expect::Rebuilt),
@@ -596,6 +596,15 @@ fn index_header_fields() {
         img,
         &Expect::VerifyFinds(slot as u64),
         "id slot access hash",
+    );
+    // Its stored probe distance (loc bits 48-63).
+    let mut img = b.img.clone();
+    img[slot + 16 + 6] ^= 1;
+    check(
+        &b,
+        img,
+        &Expect::VerifyFinds(slot as u64),
+        "id slot probe distance",
     );
     let mut img = b.img.clone();
     img[slot + 16] ^= 0x40; // entry offset

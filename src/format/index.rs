@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | 0 | 8 | magic | `PLGINDEX` |
 //! | 8 | 4 | version | 1 |
-//! | 12 | 4 | hash_id | 1: the hashes below, linear probing; 2: the same, tables in Robin Hood order |
+//! | 12 | 4 | hash_id | 1: the hashes below, linear probing; 2: the same, tables in Robin Hood order; 3: as 2, and each id slot stores its probe distance |
 //! | 16 | 8 | id_slots | slots in the id table |
 //! | 24 | 8 | name_slots | slots in the username table |
 //! | 32 | 8 | phone_slots | slots in the phone table |
@@ -31,13 +31,18 @@ pub const MAGIC: [u8; 8] = *b"PLGINDEX";
 /// Index layout version.
 pub const VERSION: u32 = 1;
 /// The hash scheme id stored in the header.
-pub const HASH_ID: u32 = HASH_ID_ROBIN_HOOD;
+pub const HASH_ID: u32 = HASH_ID_DISTANCE;
 /// Tables in plain insertion order: a probe ends at the key or an empty slot.
 pub const HASH_ID_LINEAR: u32 = 1;
 /// Tables in Robin Hood order (every slot is at most as far from its home
 /// as the probe that passes it), so a probe for an absent key also ends
 /// at the first slot closer to its home than the probe is.
 pub const HASH_ID_ROBIN_HOOD: u32 = 2;
+/// Robin Hood order, and each id slot stores its distance from its home
+/// (`loc` bits 48–63), so a probe ends without hashing the residents.
+pub const HASH_ID_DISTANCE: u32 = 3;
+/// Stored distance meaning "this far or farther" (hash the key to know).
+const DIST_SATURATED: u64 = 0xFFFF;
 /// Header bytes.
 pub const HEADER_LEN: usize = 64;
 /// Offset of `segment_offset`.
@@ -51,7 +56,7 @@ pub const HEADER_CRC_OFFSET: usize = 60;
 /// |---|---|---|---|
 /// | 0 | 8 | key | [`super::peer_record::peer_key`]; 0 = empty |
 /// | 8 | 8 | access_hash | valid when `loc` flag bit 0 is set |
-/// | 16 | 8 | loc | bits 0–39 record offset in the segment, bits 40–47 record flags |
+/// | 16 | 8 | loc | bits 0–39 record offset in the segment, bits 40–47 record flags, bits 48–63 probe distance (`hash_id` 3; 0xFFFF: at least that) |
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq, Eq)]
 pub struct IdSlot {
@@ -102,6 +107,10 @@ impl IdSlot {
     /// The record's flag byte.
     pub fn flags(&self) -> u8 {
         (le_u64(&self.loc) >> 40) as u8
+    }
+    /// Stored distance from the slot's home (`hash_id` 3), saturating.
+    pub fn distance(&self) -> u64 {
+        le_u64(&self.loc) >> 48
     }
 }
 
@@ -200,7 +209,7 @@ pub struct Header {
     pub segment_offset: u64,
     /// CRC of all slots.
     pub slots_crc: u32,
-    /// [`HASH_ID_LINEAR`] or [`HASH_ID_ROBIN_HOOD`].
+    /// [`HASH_ID_LINEAR`], [`HASH_ID_ROBIN_HOOD`] or [`HASH_ID_DISTANCE`].
     pub hash_id: u32,
 }
 
@@ -254,7 +263,12 @@ impl Header {
         if w4(60) != masked_crc(&b[..HEADER_CRC_OFFSET]) {
             return Err("index header checksum");
         }
-        if w4(8) != VERSION || !matches!(w4(12), HASH_ID_LINEAR | HASH_ID_ROBIN_HOOD) {
+        if w4(8) != VERSION
+            || !matches!(
+                w4(12),
+                HASH_ID_LINEAR | HASH_ID_ROBIN_HOOD | HASH_ID_DISTANCE
+            )
+        {
             return Err("index version or hash scheme");
         }
         let h = Header {
@@ -347,10 +361,7 @@ impl<'a> IndexView<'a> {
     /// The id table alone, for callers that keep it across lookups.
     #[inline]
     pub fn id_table(&self) -> IdTable<'a> {
-        IdTable {
-            ids: self.ids,
-            robin_hood: self.header.hash_id == HASH_ID_ROBIN_HOOD,
-        }
+        IdTable::new(self.ids, self.header.hash_id)
     }
 
     /// Record offsets whose name hash equals `hash`, in probe order; the
@@ -358,7 +369,7 @@ impl<'a> IndexView<'a> {
     pub fn names(&self, kind: NameKind, hash: u64) -> impl Iterator<Item = u64> + 'a {
         let table = self.name_slots(kind);
         let n = table.len();
-        let robin_hood = self.header.hash_id == HASH_ID_ROBIN_HOOD;
+        let robin_hood = self.header.hash_id >= HASH_ID_ROBIN_HOOD;
         let mut i = if n == 0 { 0 } else { start(hash, n) };
         let mut d = 0;
         std::iter::from_fn(move || {
@@ -395,13 +406,13 @@ impl<'a> IndexView<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct IdTable<'a> {
     ids: &'a [u8],
-    robin_hood: bool,
+    hash_id: u32,
 }
 
 impl<'a> IdTable<'a> {
     /// The table over `ids` (whole slots), probed as `hash_id` says.
-    pub fn new(ids: &'a [u8], robin_hood: bool) -> IdTable<'a> {
-        IdTable { ids, robin_hood }
+    pub fn new(ids: &'a [u8], hash_id: u32) -> IdTable<'a> {
+        IdTable { ids, hash_id }
     }
 
     /// Where the slots lie within `region` (the index they came from).
@@ -413,9 +424,9 @@ impl<'a> IdTable<'a> {
         at..at + self.ids.len()
     }
 
-    /// Whether probes stop early (Robin Hood order).
-    pub fn robin_hood(&self) -> bool {
-        self.robin_hood
+    /// The table's hash scheme.
+    pub fn hash_id(&self) -> u32 {
+        self.hash_id
     }
 
     #[inline]
@@ -428,26 +439,34 @@ impl<'a> IdTable<'a> {
     #[inline]
     pub fn get(&self, key: u64) -> Option<&'a IdSlot> {
         let n = self.ids.len() / ID;
-        if n == 0 {
+        if n == 0 || key == 0 {
             return None;
         }
         let i = start(id_hash(key), n);
-        // Fast path: a hit is almost always within the first few slots of
-        // its probe run, so the first FAST slots are compared without a
-        // branch per slot (a branch on freshly missed memory mispredicts
-        // about half the time and stalls the next lookup behind it).
+        // Fast path: almost every probe run ends within a few slots, so
+        // the first FAST slots are examined without a branch per slot (a
+        // branch on freshly missed memory mispredicts often and stalls the
+        // next lookup behind it). A run ends at the key, at an empty slot,
+        // or (stored distances) at a resident closer to its home than the
+        // probe is to the key's.
+        let dist = self.hash_id == HASH_ID_DISTANCE;
         if let Some(win) = self.ids.get(i * ID..(i + FAST) * ID) {
-            let mut misses = 0usize;
-            let mut run = true;
+            let word =
+                |at: usize| u64::from_le_bytes(win[at..at + 8].try_into().unwrap_or_default());
+            // Hits and run ends are found separately, so a hit does not
+            // wait for the distance words.
+            let (mut before, mut run, mut ended) = (0usize, true, false);
             for j in 0..FAST {
-                let hit =
-                    u64::from_le_bytes(win[j * ID..j * ID + 8].try_into().unwrap_or_default())
-                        == key;
-                run &= !hit;
-                misses += run as usize;
+                let k = word(j * ID);
+                run &= k != key;
+                before += run as usize;
+                ended |= (k == 0) | (dist & ((word(j * ID + 16) >> 48) < j as u64));
             }
-            if misses < FAST {
-                return Some(bytemuck::from_bytes(&win[misses * ID..misses * ID + ID]));
+            if before < FAST {
+                return Some(bytemuck::from_bytes(&win[before * ID..before * ID + ID]));
+            }
+            if ended {
+                return None;
             }
         }
         self.probe(key, i, n)
@@ -457,18 +476,28 @@ impl<'a> IdTable<'a> {
     #[cold]
     #[inline(never)]
     fn probe(&self, key: u64, mut i: usize, n: usize) -> Option<&'a IdSlot> {
-        let robin_hood = self.robin_hood;
+        let robin_hood = self.hash_id >= HASH_ID_ROBIN_HOOD;
+        let dist = self.hash_id == HASH_ID_DISTANCE;
         for d in 0..n {
             let s = self.at(i)?;
+            let resident = |k| match s.distance() {
+                stored if dist && stored < DIST_SATURATED => stored as usize,
+                _ => distance(i, start(id_hash(k), n), n),
+            };
             match s.key() {
                 k if k == key => return Some(s),
                 0 => return None,
-                k if robin_hood && distance(i, start(id_hash(k), n), n) < d => return None,
+                k if robin_hood && resident(k) < d => return None,
                 _ => i = if i + 1 == n { 0 } else { i + 1 },
             }
         }
         None
     }
+}
+
+/// The distance a `hash_id` 3 id slot at `i` holding `key` stores.
+pub fn stored_distance(i: usize, key: u64, slots: usize) -> u64 {
+    (distance(i, start(id_hash(key), slots), slots) as u64).min(DIST_SATURATED)
 }
 
 fn slots_for(count: usize, load: f64) -> usize {
@@ -522,6 +551,12 @@ pub fn build<'r>(
         let id_of = |s: &IdSlot| (s.key() != 0).then(|| id_hash(s.key()));
         for slot in ids {
             robin_hood_insert(table, slot, id_of);
+        }
+        let n = table.len();
+        for (i, s) in table.iter_mut().enumerate() {
+            if s.key() != 0 {
+                s.loc = (le_u64(&s.loc) | stored_distance(i, s.key(), n) << 48).to_le_bytes();
+            }
         }
         let name_of = |s: &NameSlot| (s.hash() != 0).then(|| s.hash());
         for (bytes, entries) in [(nm, names), (ph, phones)] {
@@ -622,16 +657,53 @@ mod tests {
         assert!(v.get(12345).is_none());
     }
 
-    /// Tables are written in Robin Hood order, and lookups that stop early
-    /// on that order still find every key and miss every absent one.
+    /// The same tables as written by an older writer: `hash_id` 1 or 2,
+    /// no distances in the id slots.
+    fn as_scheme(region: &[u8], hash_id: u32) -> Vec<u8> {
+        let mut out = region.to_vec();
+        let mut h = Header::decode(region).unwrap();
+        let ids = &mut out[HEADER_LEN..HEADER_LEN + h.id_slots as usize * ID];
+        for s in bytemuck::cast_slice_mut::<u8, IdSlot>(ids) {
+            s.loc = (le_u64(&s.loc) & ((1 << 48) - 1)).to_le_bytes();
+        }
+        h.hash_id = hash_id;
+        h.slots_crc = masked_crc(&out[HEADER_LEN..]);
+        out[..HEADER_LEN].copy_from_slice(&h.encode());
+        out
+    }
+
+    /// Tables are written in Robin Hood order with each slot's distance,
+    /// and lookups that stop early on that order (with stored distances,
+    /// with hashed ones, or not at all for `hash_id` 1) still find every
+    /// key and miss every absent one.
     #[test]
     fn robin_hood_order() {
         let seg = segment_of(3000);
         let region = build(recs(&seg), 8192, 0.9);
         let v = IndexView::new(&region).unwrap();
-        assert_eq!(v.header.hash_id, HASH_ID_ROBIN_HOOD);
+        assert_eq!(v.header.hash_id, HASH_ID_DISTANCE);
         let ids = v.id_slots();
         let n = ids.len();
+        for (i, s) in ids.iter().enumerate().filter(|(_, s)| s.key() != 0) {
+            assert_eq!(
+                s.distance(),
+                distance(i, start(id_hash(s.key()), n), n) as u64
+            );
+        }
+        for scheme in [HASH_ID_LINEAR, HASH_ID_ROBIN_HOOD] {
+            let old = as_scheme(&region, scheme);
+            let v = IndexView::new(&old).unwrap();
+            assert!(v.id_slots().iter().all(|s| s.distance() == 0));
+            for (off, r) in recs(&seg) {
+                assert_eq!(v.get(r.key()).map(|s| s.offset()), Some(off));
+            }
+            for k in 1..5_000u64 {
+                assert!(
+                    v.get(super::super::peer_record::peer_key(7, k as i64))
+                        .is_none()
+                );
+            }
+        }
         for i in 0..n {
             let (a, b) = (&ids[if i == 0 { n - 1 } else { i - 1 }], &ids[i]);
             if a.key() != 0 && b.key() != 0 {
