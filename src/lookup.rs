@@ -88,12 +88,11 @@ impl Recent {
     /// Writer only: sets a peer's entry (`None`: deleted). Returns false
     /// when the table is too full to insert; the caller grows it.
     fn set(&self, key: u64, value: Option<Found>) -> bool {
+        // The flags' HAS_HASH bit says whether the hash is there, as in
+        // the record the value came from.
         let (hash, meta) = match value {
             None => (0, DELETED),
-            Some((h, flags)) => (
-                h.unwrap_or(0) as u64,
-                (flags as u64 & !HAS_HASH) | if h.is_some() { HAS_HASH } else { 0 },
-            ),
+            Some((h, flags)) => (h.unwrap_or(0) as u64, flags as u64),
         };
         let mask = self.entries.len() - 1;
         let mut i = self.slot(key);

@@ -608,9 +608,6 @@ impl BatchPeers {
     }
 }
 
-/// Turns requested changes into log ops: applies the peer merge rules,
-/// drops writes that change nothing, and moves usernames and phones that a
-/// peer takes from another peer (the loser is rewritten without them).
 /// The min rule: a full access hash already known is kept over a min one
 /// or none, and a record saved without a hash keeps the stored one.
 fn merge_min(rec: &mut PeerRecord, cur_hash: Option<i64>, cur_min: bool) {
@@ -624,6 +621,9 @@ fn merge_min(rec: &mut PeerRecord, cur_hash: Option<i64>, cur_min: bool) {
     }
 }
 
+/// Turns requested changes into log ops: applies the peer merge rules,
+/// drops writes that change nothing, and moves usernames and phones that a
+/// peer takes from another peer (the loser is rewritten without them).
 fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
     let mut ops = Vec::with_capacity(changes.len());
     let mut local = BatchPeers::default();
