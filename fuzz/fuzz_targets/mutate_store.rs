@@ -15,7 +15,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use peerlog::Options;
 use peerlog::format::masked_crc;
-use peerlog_fuzz::{open_bytes, read_everything, seed_options};
+use peerlog_fuzz::{open_bytes, read_everything, seed_options, write_compact_reopen};
 
 const SEEDS: [&[u8]; 3] = [
     include_bytes!("../seeds/stores/compacted.plg"),
@@ -260,22 +260,7 @@ fuzz_target!(|input: Input| {
     if opts.read_only {
         return;
     }
-    let wrote = store.bucket("x").and_then(|b| b.put(b"fuzz", b"value"));
-    let compacted = store.compact();
-    if clean {
-        wrote.expect("write to a clean store");
-        compacted.expect("compact a clean store");
-    }
-    drop(store);
-    let (_, again) = open_bytes(mem.live(), opts);
-    if clean {
-        let again = again.expect("reopen after a write and a compaction");
-        let r = again.verify().expect("verify");
-        assert!(r.is_ok(), "verify after reopen: {r}");
-        assert_eq!(
-            again.bucket("x").unwrap().get(b"fuzz").unwrap().as_deref(),
-            Some(&b"value"[..])
-        );
+    if let Some(again) = write_compact_reopen(mem, store, opts, clean) {
         let after = read_everything(&again);
         if !forged {
             after.expect("every key reads after reopen");

@@ -263,3 +263,34 @@ pub fn open_bytes(bytes: Vec<u8>, opts: Options) -> (MemFile, peerlog::Result<St
     let store = Store::open_backend(Arc::new(file.clone()) as Arc<dyn RawFile>, opts);
     (file, store)
 }
+
+/// The write half of a store-level target: a write and a compaction, then
+/// a reopen of the resulting bytes. A store that verified `clean` must take
+/// both, reopen, verify clean and keep the write; the reopened store is
+/// returned for further checks. Anything else may fail, but not panic.
+pub fn write_compact_reopen(
+    mem: MemFile,
+    store: Store,
+    opts: Options,
+    clean: bool,
+) -> Option<Store> {
+    let wrote = store.bucket("x").and_then(|b| b.put(b"fuzz", b"value"));
+    let compacted = store.compact();
+    if clean {
+        wrote.expect("write to a clean store");
+        compacted.expect("compact a clean store");
+    }
+    drop(store);
+    let (_, again) = open_bytes(mem.live(), opts);
+    if !clean {
+        return None;
+    }
+    let again = again.expect("reopen after a write and a compaction");
+    let r = again.verify().expect("verify");
+    assert!(r.is_ok(), "verify after reopen: {r}");
+    assert_eq!(
+        again.bucket("x").unwrap().get(b"fuzz").unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
+    Some(again)
+}
