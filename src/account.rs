@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 use crate::format::NUM_BUCKETS;
 use crate::format::commit::Op;
 use crate::format::index::NameKind;
-use crate::format::peer_record::{MAX_ACCOUNT, PRIMARY, PeerRecord, PeerRecordRef, peer_key};
+use crate::format::peer_record::{MAX_ACCOUNT, PRIMARY, PeerRecordRef, RecordBuf, peer_key};
 use crate::io::MemFile;
 use crate::session::{DcAuth, Session};
 use crate::state::State;
@@ -272,31 +272,36 @@ fn clean_phone(p: &str) -> Option<String> {
     (!digits.is_empty()).then_some(digits)
 }
 
-/// The engine record of a peer (see [`Storage`] for the normalization).
-fn peer_record(account: u32, p: &Peer) -> PeerRecord {
+/// The engine record of a peer, encoded (see [`Storage`] for the
+/// normalization): `@` prefixes dropped, usernames deduplicated ASCII
+/// case-insensitively, the phone reduced to its digits.
+fn peer_record(account: u32, p: &Peer) -> Result<Vec<u8>> {
+    let mut b = RecordBuf::new(account, p.id.bot_api(), p.access_hash, p.min);
     let primary = p
         .username
         .as_deref()
         .map(clean_username)
         .filter(|u| !u.is_empty());
-    let mut usernames: Vec<String> = primary.iter().map(|u| u.to_string()).collect();
-    for u in p.usernames.iter().map(|u| clean_username(u)) {
-        if !u.is_empty() && !usernames.iter().any(|x| x.eq_ignore_ascii_case(u)) {
-            usernames.push(u.to_owned());
+    b.primary(primary.is_some());
+    if let Some(u) = primary {
+        b.username(u);
+    }
+    let others = p.usernames.iter().map(|u| clean_username(u));
+    for (i, u) in others.clone().enumerate() {
+        let seen = |x: &str| x.eq_ignore_ascii_case(u);
+        if !u.is_empty() && !primary.is_some_and(seen) && !others.clone().take(i).any(seen) {
+            b.username(u);
         }
     }
-    let mut tail = Writer::new();
-    p.encode_tail(&mut tail);
-    PeerRecord {
-        account,
-        peer_id: p.id.bot_api(),
-        access_hash: p.access_hash,
-        min: p.min,
-        primary: primary.is_some(),
-        usernames,
-        phone: p.phone.as_deref().and_then(clean_phone),
-        tail: tail.buf,
+    if let Some(phone) = &p.phone {
+        b.phone(phone.bytes().filter(u8::is_ascii_digit));
     }
+    let mut tail = Writer {
+        buf: std::mem::take(b.tail()),
+    };
+    p.encode_tail(&mut tail);
+    *b.tail() = tail.buf;
+    b.finish().map_err(Error::Invalid)
 }
 
 fn record_peer(r: &PeerRecordRef<'_>) -> Result<Peer> {
@@ -638,8 +643,10 @@ impl<'a> Transaction<'a> {
     /// See [`Storage::save_peers`]; merged and resolved at commit.
     pub fn save_peers(&mut self, peers: &[Peer]) -> Result<()> {
         let n = self.account.number;
-        self.changes
-            .extend(peers.iter().map(|p| Change::Peer(peer_record(n, p))));
+        self.changes.reserve(peers.len());
+        for p in peers {
+            self.changes.push(Change::Peer(peer_record(n, p)?));
+        }
         Ok(())
     }
     /// See [`Storage::save_peer`].

@@ -2,7 +2,7 @@
 //! typed API ([`crate::Account`]) is built on this; use this layer for
 //! custom surfaces and tests.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index::NameKind;
 use crate::format::peer_record::{PeerRecord, peer_key, split_key};
 use crate::store::{Change, Store};
@@ -17,9 +17,11 @@ impl Store {
     }
 
     pub(crate) fn put_peer_records_with(&self, records: Vec<PeerRecord>, sync: bool) -> Result<()> {
-        self.transact(sync, |_| {
-            Ok((records.into_iter().map(Change::Peer).collect(), ()))
-        })
+        let changes = records
+            .iter()
+            .map(|r| r.encode_checked().map(Change::Peer).map_err(Error::Invalid))
+            .collect::<Result<_>>()?;
+        self.transact(sync, |_| Ok((changes, ())))
     }
 
     /// Deletes a peer; true if it existed.

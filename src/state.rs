@@ -101,13 +101,71 @@ impl PeerGen {
     }
 }
 
-/// Names changed since the generation: hash → (normalized name, owner).
-type NameOverlay = FastMap<u64, Vec<(Box<str>, Option<u64>)>>;
+/// Owners of names (usernames, phones) changed since a point: since the
+/// generation in [`PeerState`], since the batch start in the writer.
+#[derive(Debug, Default)]
+pub(crate) struct NameOwners(FastMap<u64, NameEntry>);
 
-fn normalize(kind: NameKind, name: &str) -> Box<str> {
-    match kind {
-        NameKind::Username => name.to_ascii_lowercase().into(),
-        NameKind::Phone => name.into(),
+/// One name and its owner; names whose hashes collide are chained.
+#[derive(Debug)]
+struct NameEntry {
+    kind: NameKind,
+    account: u32,
+    /// As given; compared per [`same`].
+    name: Box<str>,
+    owner: Option<u64>,
+    next: Option<Box<NameEntry>>,
+}
+
+impl NameEntry {
+    fn is(&self, kind: NameKind, account: u32, name: &str) -> bool {
+        self.kind == kind && self.account == account && same(kind, &self.name, name)
+    }
+}
+
+impl NameOwners {
+    /// `None`: not changed here; `Some(None)`: released. `hash` is
+    /// [`name_hash`] of the other arguments.
+    #[inline]
+    pub fn get(&self, hash: u64, kind: NameKind, account: u32, name: &str) -> Option<Option<u64>> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut e = self.0.get(&hash)?;
+        loop {
+            if e.is(kind, account, name) {
+                return Some(e.owner);
+            }
+            e = e.next.as_deref()?;
+        }
+    }
+
+    pub fn set(&mut self, hash: u64, kind: NameKind, account: u32, name: &str, owner: Option<u64>) {
+        let new = || NameEntry {
+            kind,
+            account,
+            name: name.into(),
+            owner,
+            next: None,
+        };
+        let mut e = match self.0.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(new());
+                return;
+            }
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        };
+        loop {
+            if e.is(kind, account, name) {
+                e.owner = owner;
+                return;
+            }
+            e = e.next.get_or_insert_with(|| Box::new(new()));
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -118,8 +176,20 @@ fn same(kind: NameKind, a: &str, b: &str) -> bool {
     }
 }
 
+/// A record's account and names, copied out of it.
+pub(crate) type OldNames = (u32, Vec<(NameKind, Box<str>)>);
+
+pub(crate) fn old_names(r: &PeerRecordRef<'_>) -> OldNames {
+    (
+        r.account(),
+        names_of(r).map(|(k, n)| (k, n.into())).collect(),
+    )
+}
+
 /// Names a record answers to.
-fn names_of<'a>(r: &PeerRecordRef<'a>) -> impl Iterator<Item = (NameKind, &'a str)> + 'a {
+pub(crate) fn names_of<'a>(
+    r: &PeerRecordRef<'a>,
+) -> impl Iterator<Item = (NameKind, &'a str)> + 'a {
     r.usernames()
         .map(|u| (NameKind::Username, u))
         .chain(r.phone().map(|p| (NameKind::Phone, p)))
@@ -129,8 +199,8 @@ fn names_of<'a>(r: &PeerRecordRef<'a>) -> impl Iterator<Item = (NameKind, &'a st
 pub(crate) struct PeerState {
     pub table: Arc<PeerGen>,
     /// Peers changed since `table`: the new record, or `None` if deleted.
-    pub overlay: FastMap<u64, Option<Arc<[u8]>>>,
-    names: NameOverlay,
+    pub overlay: FastMap<u64, Option<Box<[u8]>>>,
+    names: NameOwners,
     pub live: u64,
     /// Peers per account, counted on first use, then kept up to date; a
     /// mutex so counting needs only the state's read lock.
@@ -175,7 +245,7 @@ impl State {
                 lookup: Arc::new(Lookup::new(table.clone())),
                 table,
                 overlay: FastMap::default(),
-                names: NameOverlay::default(),
+                names: NameOwners::default(),
                 live,
                 per_account: parking_lot::Mutex::new(None),
             },
@@ -218,7 +288,10 @@ impl State {
 
     /// The peer key that currently owns a username or phone.
     pub fn owner(&self, kind: NameKind, account: u32, name: &str) -> Result<Option<u64>> {
-        Ok(self.resolve_name(kind, account, name)?.map(|(key, _)| key))
+        let hash = name_hash(kind, account, name);
+        Ok(self
+            .resolve_name_hashed(hash, kind, account, name)?
+            .map(|(key, _)| key))
     }
 
     /// The peer key owning a name, with that peer's access hash, from one
@@ -229,12 +302,19 @@ impl State {
         account: u32,
         name: &str,
     ) -> Result<Option<(u64, Option<i64>)>> {
+        self.resolve_name_hashed(name_hash(kind, account, name), kind, account, name)
+    }
+
+    /// [`State::resolve_name`] with the name's hash already computed.
+    pub fn resolve_name_hashed(
+        &self,
+        hash: u64,
+        kind: NameKind,
+        account: u32,
+        name: &str,
+    ) -> Result<Option<(u64, Option<i64>)>> {
         let p = &self.peers;
-        let hash = name_hash(kind, account, name);
-        if !p.names.is_empty()
-            && let Some(list) = p.names.get(&hash)
-            && let Some((_, owner)) = list.iter().find(|(n, _)| same(kind, n, name))
-        {
+        if let Some(owner) = p.names.get(hash, kind, account, name) {
             return Ok(owner.map(|key| (key, self.hash_of(key).and_then(|(h, _)| h))));
         }
         for off in p.table.view().names(kind, hash) {
@@ -260,15 +340,8 @@ impl State {
     }
 
     fn set_owner(&mut self, kind: NameKind, account: u32, name: &str, owner: Option<u64>) {
-        let list = self
-            .peers
-            .names
-            .entry(name_hash(kind, account, name))
-            .or_default();
-        match list.iter_mut().find(|(n, _)| same(kind, n, name)) {
-            Some(e) => e.1 = owner,
-            None => list.push((normalize(kind, name), owner)),
-        }
+        let hash = name_hash(kind, account, name);
+        self.peers.names.set(hash, kind, account, name, owner);
     }
 
     /// Applies one op (already validated and resolved by the writer).
@@ -299,27 +372,25 @@ impl State {
                 let new = PeerRecordRef::parse(&bytes)
                     .map_err(|_| Error::Invalid("malformed peer record".into()))?;
                 let key = new.key();
-                self.release_names(key, Some(&new), track)?;
+                let old = self.before_change(key, track)?;
+                self.release_names(key, old, Some(&new))?;
                 for (kind, name) in names_of(&new) {
                     self.set_owner(kind, new.account(), name, Some(key));
                 }
                 self.peers
                     .lookup
                     .set(key, Some((new.access_hash(), new.flags())));
-                let bytes: Arc<[u8]> = Arc::from(bytes);
-                if self.peers.overlay.insert(key, Some(bytes)).is_none() {
-                    self.note_gen_dead(key, track);
-                }
+                self.peers
+                    .overlay
+                    .insert(key, Some(bytes.into_boxed_slice()));
             }
             Op::DeletePeer(key) => {
-                if self.record(key)?.is_none() {
+                let Some(old) = self.before_change(key, track)? else {
                     return Ok(());
-                }
-                self.release_names(key, None, track)?;
+                };
+                self.release_names(key, Some(old), None)?;
                 self.peers.lookup.set(key, None);
-                if self.peers.overlay.insert(key, None).is_none() {
-                    self.note_gen_dead(key, track);
-                }
+                self.peers.overlay.insert(key, None);
                 self.peers.live -= 1;
                 let account = crate::format::peer_record::split_key(key).0;
                 if let Some(c) = self
@@ -336,51 +407,53 @@ impl State {
         Ok(())
     }
 
+    /// The account and names `key` has before a change (`None`: no such
+    /// peer), found with one probe; the first change since the
+    /// generation also marks the peer's segment bytes dead.
+    fn before_change(&self, key: u64, track: &mut Tracking) -> Result<Option<OldNames>> {
+        let p = &self.peers;
+        let rec = match p.overlay.get(&key) {
+            Some(e) => e.as_deref().and_then(|b| PeerRecordRef::parse(b).ok()),
+            None => match p.table.view().get(key) {
+                Some(slot) => {
+                    let rec = p.table.record_at(slot.offset(), Some(key))?;
+                    track.peer_seg_dead += 2 + rec.bytes().len() as u64;
+                    Some(rec)
+                }
+                None => None,
+            },
+        };
+        Ok(rec.map(|r| old_names(&r)))
+    }
+
     /// Before `key` changes to `new` (or is deleted): names it held and
     /// no longer holds stop resolving to it; a new peer is counted.
     fn release_names(
         &mut self,
         key: u64,
+        old: Option<OldNames>,
         new: Option<&PeerRecordRef<'_>>,
-        _track: &mut Tracking,
     ) -> Result<()> {
-        let old: Option<(u32, Vec<(NameKind, String)>)> = self.record(key)?.map(|r| {
-            (
-                r.account(),
-                names_of(&r).map(|(k, n)| (k, n.to_owned())).collect(),
-            )
-        });
-        match old {
-            None => {
-                if new.is_some() {
-                    self.peers.live += 1;
-                    let account = crate::format::peer_record::split_key(key).0;
-                    if let Some(m) = self.peers.per_account.get_mut().as_mut() {
-                        *m.entry(account).or_default() += 1;
-                    }
+        let Some((account, names)) = old else {
+            if new.is_some() {
+                self.peers.live += 1;
+                let account = crate::format::peer_record::split_key(key).0;
+                if let Some(m) = self.peers.per_account.get_mut().as_mut() {
+                    *m.entry(account).or_default() += 1;
                 }
             }
-            Some((account, names)) => {
-                for (kind, name) in names {
-                    let kept = new.is_some_and(|r| {
-                        names_of(r).any(|(k, n)| k == kind && same(kind, n, &name))
-                    });
-                    if !kept && self.owner(kind, account, &name)? == Some(key) {
-                        self.set_owner(kind, account, &name, None);
-                    }
-                }
+            return Ok(());
+        };
+        for (kind, name) in names {
+            let kept =
+                new.is_some_and(|r| names_of(r).any(|(k, n)| k == kind && same(kind, n, &name)));
+            // A name the peer lost to another peer in the same commit is
+            // already that peer's.
+            if !kept && self.owner(kind, account, &name)? == Some(key) {
+                self.set_owner(kind, account, &name, None);
             }
         }
         Ok(())
-    }
-
-    fn note_gen_dead(&self, key: u64, track: &mut Tracking) {
-        let table = &self.peers.table;
-        if let Some(slot) = table.view().get(key)
-            && let Ok(b) = segment::peer_at(&table.seg, slot.offset() as usize)
-        {
-            track.peer_seg_dead += 2 + b.len() as u64;
-        }
     }
 
     /// Drops the overlay once a new generation holds all of it.

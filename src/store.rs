@@ -16,16 +16,16 @@
 use crate::error::{Error, Result};
 use crate::format::commit::{self, Op};
 use crate::format::frame;
+use crate::format::index::name_hash;
 use crate::format::index::{self, NameKind};
-use crate::format::peer_record::{PeerRecord, PeerRecordRef, peer_key};
+use crate::format::peer_record::{HAS_HASH, MIN, PeerRecordRef, peer_key, set_access_hash};
 use crate::format::segment;
 use crate::format::superblock::{Extent, SegmentRef, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, PAGE, masked_crc, page_round};
 use crate::io::{FileBackend, MemFile, RawFile};
 use crate::mmap::Region;
-use crate::state::{PeerGen, State, Tracking};
+use crate::state::{FastMap, NameOwners, OldNames, PeerGen, State, Tracking, names_of, old_names};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -169,7 +169,9 @@ struct Flusher {
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     Op(Op),
-    Peer(PeerRecord),
+    /// An encoded record that passed the format's limits
+    /// ([`crate::format::peer_record::RecordBuf::finish`]).
+    Peer(Vec<u8>),
     DeletePeer(u64),
 }
 
@@ -550,74 +552,96 @@ pub(crate) enum Mode {
     Relocate,
 }
 
-/// Local view of peers changed earlier in the same batch.
+/// Peers and names changed earlier in the same batch.
 #[derive(Default)]
 struct BatchPeers {
-    records: crate::state::FastMap<u64, Option<PeerRecord>>,
-    owners: HashMap<(u8, u32, String), Option<u64>>,
+    /// Peer key -> index in the batch's ops of its latest record
+    /// (`None`: deleted).
+    records: FastMap<u64, Option<usize>>,
+    owners: NameOwners,
 }
 
-fn name_key(kind: NameKind, account: u32, name: &str) -> (u8, u32, String) {
-    let n = if kind == NameKind::Username {
-        name.to_ascii_lowercase()
-    } else {
-        name.to_owned()
-    };
-    (kind as u8, account, n)
-}
-
-fn record_names(r: &PeerRecord) -> Vec<(NameKind, String)> {
-    let mut v: Vec<_> = r
-        .usernames
-        .iter()
-        .map(|u| (NameKind::Username, u.clone()))
-        .collect();
-    v.extend(r.phone.iter().map(|p| (NameKind::Phone, p.clone())));
-    v
+/// The record of a `PutPeer` op the batch made (always valid: the batch
+/// encoded or checked it).
+fn batch_record(ops: &[Op], at: usize) -> Result<PeerRecordRef<'_>> {
+    match &ops[at] {
+        Op::PutPeer(b) => {
+            PeerRecordRef::parse(b).map_err(|_| Error::Invalid("malformed peer record".into()))
+        }
+        _ => unreachable!("batch records point at PutPeer ops"),
+    }
 }
 
 impl BatchPeers {
-    fn current(&self, st: &State, key: u64) -> Result<Option<PeerRecord>> {
+    fn current<'a>(
+        &self,
+        st: &'a State,
+        ops: &'a [Op],
+        key: u64,
+    ) -> Result<Option<PeerRecordRef<'a>>> {
         match self.records.get(&key) {
-            Some(r) => Ok(r.clone()),
-            None => Ok(st.record(key)?.map(|r| r.to_owned())),
+            Some(Some(at)) => batch_record(ops, *at).map(Some),
+            Some(None) => Ok(None),
+            None => st.record(key),
         }
     }
-    fn owner(&self, st: &State, kind: NameKind, account: u32, name: &str) -> Result<Option<u64>> {
-        match self.owners.get(&name_key(kind, account, name)) {
-            Some(o) => Ok(*o),
-            None => st.owner(kind, account, name),
+
+    fn owner(
+        &self,
+        st: &State,
+        hash: u64,
+        kind: NameKind,
+        account: u32,
+        name: &str,
+    ) -> Result<Option<u64>> {
+        match self.owners.get(hash, kind, account, name) {
+            Some(o) => Ok(o),
+            None => Ok(st
+                .resolve_name_hashed(hash, kind, account, name)?
+                .map(|(key, _)| key)),
         }
     }
-    fn set(&mut self, st: &State, key: u64, rec: Option<PeerRecord>) -> Result<()> {
-        if let Some(old) = self.current(st, key)? {
-            for (kind, name) in record_names(&old) {
-                if self.owner(st, kind, old.account, &name)? == Some(key) {
-                    self.owners.insert(name_key(kind, old.account, &name), None);
+
+    /// `key` changes from a record with `old` names to the record of op
+    /// `new` (`None`: deleted).
+    fn set(
+        &mut self,
+        st: &State,
+        ops: &[Op],
+        key: u64,
+        old: Option<OldNames>,
+        new: Option<usize>,
+    ) -> Result<()> {
+        if let Some((account, names)) = old {
+            for (kind, name) in names {
+                let hash = name_hash(kind, account, &name);
+                if self.owner(st, hash, kind, account, &name)? == Some(key) {
+                    self.owners.set(hash, kind, account, &name, None);
                 }
             }
         }
-        if let Some(r) = &rec {
-            for (kind, name) in record_names(r) {
-                self.owners
-                    .insert(name_key(kind, r.account, &name), Some(key));
+        if let Some(at) = new {
+            let r = batch_record(ops, at)?;
+            for (kind, name) in names_of(&r) {
+                let hash = name_hash(kind, r.account(), name);
+                self.owners.set(hash, kind, r.account(), name, Some(key));
             }
         }
-        self.records.insert(key, rec);
+        self.records.insert(key, new);
         Ok(())
     }
 }
 
-/// The min rule: a full access hash already known is kept over a min one
-/// or none, and a record saved without a hash keeps the stored one.
-fn merge_min(rec: &mut PeerRecord, cur_hash: Option<i64>, cur_min: bool) {
+/// The min rule, on an encoded record: a full access hash already known
+/// is kept over a min one or none, and a record saved without a hash
+/// keeps the stored one.
+fn merge_min(rec: &mut [u8], cur_hash: Option<i64>, cur_min: bool) {
+    let (has, min) = (rec[20] & HAS_HASH != 0, rec[20] & MIN != 0);
     let known_full = cur_hash.is_some() && !cur_min;
-    if known_full && (rec.min || rec.access_hash.is_none()) {
-        rec.access_hash = cur_hash;
-        rec.min = false;
-    } else if rec.access_hash.is_none() {
-        rec.access_hash = cur_hash;
-        rec.min = cur_min;
+    if known_full && (min || !has) {
+        set_access_hash(rec, cur_hash, false);
+    } else if !has {
+        set_access_hash(rec, cur_hash, cur_min);
     }
 }
 
@@ -627,6 +651,7 @@ fn merge_min(rec: &mut PeerRecord, cur_hash: Option<i64>, cur_min: bool) {
 fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
     let mut ops = Vec::with_capacity(changes.len());
     let mut local = BatchPeers::default();
+    let malformed = |_| Error::Invalid("malformed peer record".into());
     for c in changes {
         match c {
             Change::Op(op) => {
@@ -638,61 +663,62 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                 ops.push(op);
             }
             Change::DeletePeer(key) => {
-                if local.current(st, key)?.is_some() {
-                    local.set(st, key, None)?;
-                    ops.push(Op::DeletePeer(key));
-                }
+                let Some(old) = local.current(st, &ops, key)? else {
+                    continue;
+                };
+                let old = old_names(&old);
+                ops.push(Op::DeletePeer(key));
+                local.set(st, &ops, key, Some(old), None)?;
             }
-            Change::Peer(mut rec) => {
-                rec.validate().map_err(Error::Invalid)?;
-                let key = peer_key(rec.account, rec.peer_id);
+            Change::Peer(mut bytes) => {
+                let key = PeerRecordRef::parse(&bytes).map_err(malformed)?.key();
                 // Re-saving a stored peer unchanged is the common case (a
                 // client saves the peers of every update): compare the
-                // encoding with the stored bytes, without decoding them.
-                if !local.records.contains_key(&key)
-                    && let Some(cur) = st.record(key)?
-                {
-                    merge_min(&mut rec, cur.access_hash(), cur.is_min());
-                    if rec.encode() == cur.bytes() {
-                        continue;
+                // encodings, without decoding the stored record.
+                let old = match local.current(st, &ops, key)? {
+                    Some(cur) => {
+                        merge_min(&mut bytes, cur.access_hash(), cur.is_min());
+                        if bytes == cur.bytes() {
+                            continue;
+                        }
+                        Some(old_names(&cur))
                     }
-                }
-                let cur = local.current(st, key)?;
-                if let Some(cur) = &cur {
-                    merge_min(&mut rec, cur.access_hash, cur.min);
-                    if *cur == rec {
-                        continue;
-                    }
-                }
-                for (kind, name) in record_names(&rec) {
-                    let Some(other) = local.owner(st, kind, rec.account, &name)? else {
+                    None => None,
+                };
+                let rec = PeerRecordRef::parse(&bytes).map_err(malformed)?;
+                let account = rec.account();
+                for (kind, name) in names_of(&rec) {
+                    let hash = name_hash(kind, account, name);
+                    let Some(other) = local.owner(st, hash, kind, account, name)? else {
                         continue;
                     };
                     if other == key {
                         continue;
                     }
-                    let Some(mut loser) = local.current(st, other)? else {
+                    let Some(loser) = local.current(st, &ops, other)? else {
                         continue;
                     };
+                    let loser_old = old_names(&loser);
+                    let mut loser = loser.to_owned();
                     match kind {
                         NameKind::Username => {
                             if loser.primary
                                 && loser
                                     .usernames
                                     .first()
-                                    .is_some_and(|u| u.eq_ignore_ascii_case(&name))
+                                    .is_some_and(|u| u.eq_ignore_ascii_case(name))
                             {
                                 loser.primary = false;
                             }
-                            loser.usernames.retain(|u| !u.eq_ignore_ascii_case(&name));
+                            loser.usernames.retain(|u| !u.eq_ignore_ascii_case(name));
                         }
                         NameKind::Phone => loser.phone = None,
                     }
                     ops.push(Op::PutPeer(loser.encode()));
-                    local.set(st, other, Some(loser))?;
+                    local.set(st, &ops, other, Some(loser_old), Some(ops.len() - 1))?;
                 }
-                ops.push(Op::PutPeer(rec.encode()));
-                local.set(st, key, Some(rec))?;
+                ops.push(Op::PutPeer(bytes));
+                local.set(st, &ops, key, old, Some(ops.len() - 1))?;
             }
         }
     }

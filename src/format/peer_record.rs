@@ -44,6 +44,14 @@ pub fn split_key(key: u64) -> (u32, i64) {
     (account, id)
 }
 
+/// Sets the access hash and the min flag of an encoded record.
+pub fn set_access_hash(rec: &mut [u8], hash: Option<i64>, min: bool) {
+    rec[12..20].copy_from_slice(&hash.unwrap_or(0).to_le_bytes());
+    rec[20] = (rec[20] & !(HAS_HASH | MIN))
+        | (u8::from(hash.is_some()) * HAS_HASH)
+        | (u8::from(min) * MIN);
+}
+
 /// An owned peer record, as the writer builds it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PeerRecord {
@@ -68,70 +76,128 @@ pub struct PeerRecord {
 impl PeerRecord {
     /// Checks the limits the format imposes.
     pub fn validate(&self) -> Result<(), String> {
-        if self.account > MAX_ACCOUNT {
-            return Err(format!(
-                "account number {} exceeds {MAX_ACCOUNT}",
-                self.account
-            ));
-        }
-        if self.peer_id == 0 || !(-PEER_ID_LIMIT..PEER_ID_LIMIT).contains(&self.peer_id) {
-            return Err(format!(
-                "peer id {} is outside Telegram's ranges",
-                self.peer_id
-            ));
-        }
-        if self.usernames.len() > 255 {
-            return Err("more than 255 usernames".into());
-        }
-        if let Some(u) = self
-            .usernames
-            .iter()
-            .find(|u| u.is_empty() || u.len() > 255)
-        {
-            return Err(format!("username of {} bytes (1..=255 allowed)", u.len()));
-        }
-        if self
-            .phone
-            .as_ref()
-            .is_some_and(|p| p.is_empty() || p.len() > 255)
-        {
-            return Err("phone of 0 or more than 255 bytes".into());
-        }
-        let len = self.encoded_len();
-        if len > MAX_LEN {
-            return Err(format!("peer record of {len} bytes exceeds {MAX_LEN}"));
-        }
-        Ok(())
+        self.encode_checked().map(drop)
     }
 
-    fn encoded_len(&self) -> usize {
-        FIXED_LEN
-            + self.usernames.iter().map(|u| 1 + u.len()).sum::<usize>()
-            + self.phone.as_ref().map_or(0, |p| p.len())
-            + self.tail.len()
-    }
-
-    /// Encodes; call [`PeerRecord::validate`] first.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(self.encoded_len());
-        b.extend_from_slice(&self.account.to_le_bytes());
-        b.extend_from_slice(&self.peer_id.to_le_bytes());
-        b.extend_from_slice(&self.access_hash.unwrap_or(0).to_le_bytes());
-        let flags = (u8::from(self.access_hash.is_some()) * HAS_HASH)
-            | (u8::from(self.min) * MIN)
-            | (u8::from(self.primary) * PRIMARY);
-        b.push(flags);
-        b.push(self.usernames.len() as u8);
-        b.push(self.phone.as_ref().map_or(0, |p| p.len() as u8));
+    /// Encodes, checking the format's limits.
+    pub fn encode_checked(&self) -> Result<Vec<u8>, String> {
+        let mut b = RecordBuf::new(self.account, self.peer_id, self.access_hash, self.min);
+        b.primary(self.primary);
         for u in &self.usernames {
-            b.push(u.len() as u8);
-            b.extend_from_slice(u.as_bytes());
+            b.username(u);
         }
         if let Some(p) = &self.phone {
-            b.extend_from_slice(p.as_bytes());
+            if p.is_empty() {
+                return Err("empty phone (use None)".into());
+            }
+            b.phone(p.bytes());
         }
-        b.extend_from_slice(&self.tail);
-        b
+        b.tail().extend_from_slice(&self.tail);
+        b.finish()
+    }
+
+    /// Encodes a record that passed [`PeerRecord::validate`].
+    ///
+    /// # Panics
+    /// If the record breaks the format's limits.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_checked()
+            .unwrap_or_else(|e| panic!("encoding an invalid peer record: {e}"))
+    }
+}
+
+/// Encodes a record field by field into one buffer, without building a
+/// [`PeerRecord`] first (the typed layer saves peers this way). Fields go
+/// in format order: usernames, then the phone, then the tail.
+pub(crate) struct RecordBuf {
+    buf: Vec<u8>,
+    usernames: usize,
+    error: Option<String>,
+}
+
+impl RecordBuf {
+    /// The fixed fields.
+    pub fn new(account: u32, peer_id: i64, access_hash: Option<i64>, min: bool) -> RecordBuf {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(&account.to_le_bytes());
+        buf.extend_from_slice(&peer_id.to_le_bytes());
+        buf.extend_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
+        buf.extend_from_slice(&[
+            (u8::from(access_hash.is_some()) * HAS_HASH) | (u8::from(min) * MIN),
+            0,
+            0,
+        ]);
+        let mut error = None;
+        if account > MAX_ACCOUNT {
+            error = Some(format!("account number {account} exceeds {MAX_ACCOUNT}"));
+        } else if peer_id == 0 || !(-PEER_ID_LIMIT..PEER_ID_LIMIT).contains(&peer_id) {
+            error = Some(format!("peer id {peer_id} is outside Telegram's ranges"));
+        }
+        RecordBuf {
+            buf,
+            usernames: 0,
+            error,
+        }
+    }
+
+    fn fail(&mut self, e: impl FnOnce() -> String) {
+        if self.error.is_none() {
+            self.error = Some(e());
+        }
+    }
+
+    /// Marks the first username as the primary one.
+    pub fn primary(&mut self, primary: bool) {
+        self.buf[20] = (self.buf[20] & !PRIMARY) | (u8::from(primary) * PRIMARY);
+    }
+
+    /// Appends a username.
+    pub fn username(&mut self, name: &str) {
+        if name.is_empty() || name.len() > 255 {
+            self.fail(|| format!("username of {} bytes (1..=255 allowed)", name.len()));
+            return;
+        }
+        self.usernames += 1;
+        if self.usernames > 255 {
+            self.fail(|| "more than 255 usernames".into());
+            return;
+        }
+        self.buf[21] = self.usernames as u8;
+        self.buf.push(name.len() as u8);
+        self.buf.extend_from_slice(name.as_bytes());
+    }
+
+    /// Sets the phone (after the usernames, before the tail); empty
+    /// means none.
+    pub fn phone(&mut self, phone: impl Iterator<Item = u8>) {
+        let start = self.buf.len();
+        self.buf.extend(phone);
+        let len = self.buf.len() - start;
+        if len > 255 {
+            self.fail(|| format!("phone of {len} bytes (at most 255)"));
+        } else if std::str::from_utf8(&self.buf[start..]).is_err() {
+            self.fail(|| "phone is not UTF-8".into());
+        }
+        self.buf[22] = len as u8;
+    }
+
+    /// The tail, to append to.
+    pub fn tail(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// The encoded record, or what breaks the format's limits.
+    pub fn finish(self) -> Result<Vec<u8>, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.buf.len() > MAX_LEN {
+            return Err(format!(
+                "peer record of {} bytes exceeds {MAX_LEN}",
+                self.buf.len()
+            ));
+        }
+        Ok(self.buf)
     }
 }
 
@@ -319,5 +385,18 @@ mod tests {
         let mut r = sample();
         r.tail = vec![0; MAX_LEN];
         assert!(r.validate().is_err());
+        let mut r = sample();
+        r.phone = Some(String::new());
+        assert!(r.validate().is_err());
+        let mut r = sample();
+        r.phone = Some("1".repeat(256));
+        assert!(r.validate().is_err());
+        let mut r = sample();
+        r.usernames = (0..256).map(|i| format!("u{i}")).collect();
+        assert!(r.validate().is_err());
+        // The primary flag stands on its own, as the record gives it.
+        let mut r = sample();
+        r.usernames.clear();
+        assert_eq!(PeerRecordRef::parse(&r.encode()).unwrap().to_owned(), r);
     }
 }
