@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::format::NUM_BUCKETS;
 use crate::format::commit::Op;
 use crate::format::index::{self, IndexView, NameKind, name_hash};
-use crate::format::peer_record::PeerRecordRef;
+use crate::format::peer_record::{self, PeerRecordRef};
 use crate::format::segment;
 use crate::format::superblock::{Extent, SegmentRef};
 use crate::lookup::Lookup;
@@ -266,6 +266,24 @@ impl State {
         }
     }
 
+    /// Brings the index slots and segment records of `keys` into cache,
+    /// all misses of a pass in flight at once; the batch's probes then
+    /// find them there instead of waiting for each miss in turn.
+    pub fn prefetch(&self, keys: &[u64]) {
+        let table = &self.peers.table;
+        let ids = table.view().id_table();
+        let mut acc = 0u64;
+        for &k in keys {
+            acc ^= ids.touch(k);
+        }
+        for &k in keys {
+            if let Some(s) = ids.get(k) {
+                acc ^= table.seg.get(s.offset() as usize).copied().unwrap_or(0) as u64;
+            }
+        }
+        std::hint::black_box(acc);
+    }
+
     /// The hot path: access hash and flags straight from the id slot (or
     /// the overlay record), without parsing or allocating.
     #[inline]
@@ -274,11 +292,7 @@ impl State {
         if !p.overlay.is_empty()
             && let Some(e) = p.overlay.get(&key)
         {
-            let b = e.as_deref()?;
-            let flags = b[20];
-            let mut h = [0u8; 8];
-            h.copy_from_slice(&b[12..20]);
-            return Some(((flags & 1 != 0).then(|| i64::from_le_bytes(h)), flags));
+            return e.as_deref().map(peer_record::hash_and_flags);
         }
         p.table
             .view()

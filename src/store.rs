@@ -18,7 +18,7 @@ use crate::format::commit::{self, Op};
 use crate::format::frame;
 use crate::format::index::name_hash;
 use crate::format::index::{self, NameKind};
-use crate::format::peer_record::{HAS_HASH, MIN, PeerRecordRef, peer_key, set_access_hash};
+use crate::format::peer_record::{HAS_HASH, MIN, PeerRecordRef, key_of, peer_key, set_access_hash};
 use crate::format::segment;
 use crate::format::superblock::{Extent, SegmentRef, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, PAGE, masked_crc, page_round};
@@ -651,6 +651,16 @@ fn merge_min(rec: &mut [u8], cur_hash: Option<i64>, cur_min: bool) {
 fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
     let mut ops = Vec::with_capacity(changes.len());
     let mut local = BatchPeers::default();
+    if changes.len() > 1 {
+        let keys: Vec<u64> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Peer(b) => Some(key_of(b)),
+                _ => None,
+            })
+            .collect();
+        st.prefetch(&keys);
+    }
     let malformed = |_| Error::Invalid("malformed peer record".into());
     for c in changes {
         match c {
@@ -671,7 +681,7 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                 local.set(st, &ops, key, Some(old), None)?;
             }
             Change::Peer(mut bytes) => {
-                let key = PeerRecordRef::parse(&bytes).map_err(malformed)?.key();
+                let key = key_of(&bytes);
                 // Re-saving a stored peer unchanged is the common case (a
                 // client saves the peers of every update): compare the
                 // encodings, without decoding the stored record.

@@ -450,6 +450,21 @@ impl<'a> IdTable<'a> {
         self.ids.get(i * ID..i * ID + ID).map(bytemuck::from_bytes)
     }
 
+    /// Loads the first word of `key`'s home slot and returns it. A batch
+    /// touches all its keys before probing any, so that their cache
+    /// misses overlap instead of queueing one behind the other.
+    #[inline]
+    pub fn touch(&self, key: u64) -> u64 {
+        let n = self.ids.len() / ID;
+        if n == 0 {
+            return 0;
+        }
+        let i = start(id_hash(key), n);
+        self.ids
+            .get(i * ID..i * ID + 8)
+            .map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+    }
+
     /// The slot holding `key`. A corrupt table that is full ends the probe
     /// after one lap instead of looping.
     #[inline]

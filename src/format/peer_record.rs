@@ -201,6 +201,36 @@ impl RecordBuf {
     }
 }
 
+/// Names are almost always ASCII, which is checked inline; the full
+/// UTF-8 check is a call per name.
+#[inline]
+fn is_utf8(b: &[u8]) -> bool {
+    b.is_ascii() || std::str::from_utf8(b).is_ok()
+}
+
+/// The key of an encoded record that [`RecordBuf`] built or
+/// [`PeerRecordRef::parse`] accepted.
+pub(crate) fn key_of(rec: &[u8]) -> u64 {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&rec[4..12]);
+    peer_key(
+        u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]),
+        i64::from_le_bytes(id),
+    )
+}
+
+/// Access hash and flags of an encoded record (as [`key_of`] requires).
+#[inline]
+pub(crate) fn hash_and_flags(rec: &[u8]) -> (Option<i64>, u8) {
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&rec[12..20]);
+    let flags = rec[20];
+    (
+        (flags & HAS_HASH != 0).then(|| i64::from_le_bytes(h)),
+        flags,
+    )
+}
+
 /// A validated, borrowed view of an encoded record.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerRecordRef<'a> {
@@ -223,14 +253,14 @@ impl<'a> PeerRecordRef<'a> {
         for _ in 0..bytes[21] {
             let len = *bytes.get(at).ok_or(ERR)? as usize;
             let name = bytes.get(at + 1..at + 1 + len).ok_or(ERR)?;
-            if len == 0 || std::str::from_utf8(name).is_err() {
+            if len == 0 || !is_utf8(name) {
                 return Err(ERR);
             }
             at += 1 + len;
         }
         let phone_end = at + bytes[22] as usize;
         let phone = bytes.get(at..phone_end).ok_or(ERR)?;
-        if std::str::from_utf8(phone).is_err() || bytes[20] & !(HAS_HASH | MIN | PRIMARY) != 0 {
+        if !is_utf8(phone) || bytes[20] & !(HAS_HASH | MIN | PRIMARY) != 0 {
             return Err(ERR);
         }
         let r = PeerRecordRef {
