@@ -643,10 +643,12 @@ impl<'a> Transaction<'a> {
     /// See [`Storage::save_peers`]; merged and resolved at commit.
     pub fn save_peers(&mut self, peers: &[Peer]) -> Result<()> {
         let n = self.account.number;
-        self.changes.reserve(peers.len());
-        for p in peers {
-            self.changes.push(Change::Peer(peer_record(n, p)?));
-        }
+        // All or none: a peer the format cannot hold fails the whole call.
+        let records = peers
+            .iter()
+            .map(|p| peer_record(n, p).map(Change::Peer))
+            .collect::<Result<Vec<_>>>()?;
+        self.changes.extend(records);
         Ok(())
     }
     /// See [`Storage::save_peer`].

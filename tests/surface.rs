@@ -581,3 +581,24 @@ fn resolve_username_matches_peer_by_username() {
         Some((PeerId::user(42), Some(4200)))
     );
 }
+
+/// A peer the format cannot hold (a username over 255 bytes) fails the
+/// whole `save_peers` call, not just its own entry: a transaction that
+/// goes on and commits stores none of that call's peers.
+#[test]
+fn save_peers_with_an_invalid_peer_saves_none_of_them() {
+    let store = Store::memory();
+    let a = store.account("a").unwrap();
+    let mut bad = Peer::user(2, 22);
+    bad.username = Some("x".repeat(256));
+    let err = a.save_peers(&[Peer::user(1, 11), bad.clone()]).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    a.write(|tx| {
+        assert!(tx.save_peers(&[Peer::user(1, 11), bad.clone()]).is_err());
+        tx.save_peers(&[Peer::user(3, 33)])
+    })
+    .unwrap();
+    assert_eq!(a.access_hash(PeerId::user(1)).unwrap(), None);
+    assert_eq!(a.access_hash(PeerId::user(2)).unwrap(), None);
+    assert_eq!(a.access_hash(PeerId::user(3)).unwrap(), Some(33));
+}

@@ -181,7 +181,7 @@ impl RecordBuf {
         self.buf[22] = len as u8;
     }
 
-    /// The tail, to append to.
+    /// The bytes so far, for the caller to append the tail to.
     pub fn tail(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
