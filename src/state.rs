@@ -302,10 +302,7 @@ impl State {
 
     /// The peer key that currently owns a username or phone.
     pub fn owner(&self, kind: NameKind, account: u32, name: &str) -> Result<Option<u64>> {
-        let hash = name_hash(kind, account, name);
-        Ok(self
-            .resolve_name_hashed(hash, kind, account, name)?
-            .map(|(key, _)| key))
+        Ok(self.resolve_name(kind, account, name)?.map(|(key, _)| key))
     }
 
     /// The peer key owning a name, with that peer's access hash, from one
