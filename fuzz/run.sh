@@ -11,7 +11,8 @@
 # - Prints the executions per target.
 #
 # Environment: FUZZ_TARGETS="model decoders" runs a subset; FUZZ_ARGS adds
-# libFuzzer flags (e.g. FUZZ_ARGS=-jobs=2).
+# libFuzzer flags (e.g. FUZZ_ARGS=-jobs=2); FUZZ_KEEP_LOGS=DIR keeps the
+# full log of a failed target there.
 set -uo pipefail
 
 secs=${1:-30}
@@ -77,7 +78,16 @@ for t in "${targets[@]}"; do
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
   cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -n 1)
   if [ "$rc" -ne 0 ]; then
-    tail -n 60 "$log"
+    # The report's head names the failure (panic message, sanitizer error,
+    # timeout, OOM); the tail holds the input and how to reproduce it. A
+    # long Debug dump of the input sits in between, so print both ends.
+    say "$t: first lines of the failure report:"
+    grep -m 1 -A 25 -E "panicked at|ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|==[0-9]+==ERROR" "$log"
+    say "$t: last lines of the log:"
+    tail -n 20 "$log"
+    if [ -n "${FUZZ_KEEP_LOGS:-}" ]; then
+      mkdir -p "$FUZZ_KEEP_LOGS" && cp "$log" "$FUZZ_KEEP_LOGS/"
+    fi
     failed+=("$t")
     summary+=("$(printf '%-16s FAILED (exit %s)' "$t" "$rc")")
   else

@@ -20,7 +20,7 @@ use crate::format::index::name_hash;
 use crate::format::index::{self, NameKind};
 use crate::format::peer_record::{HAS_HASH, MIN, PeerRecordRef, key_of, peer_key, set_access_hash};
 use crate::format::segment;
-use crate::format::superblock::{Extent, SegmentRef, Superblock};
+use crate::format::superblock::{self, COUNTER_LIMIT, Extent, SegmentRef, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, PAGE, masked_crc, page_round};
 use crate::io::{FileBackend, MemFile, RawFile};
 use crate::mmap::Region;
@@ -228,6 +228,25 @@ impl Writer {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Refuses a write that would grow the checkpoint generation or the
+    /// commit sequence to [`COUNTER_LIMIT`]: a superblock holding such a
+    /// value does not open. Counting that far takes millennia, so only a
+    /// damaged or forged superblock gets here; nothing is written.
+    fn room(&self, generations: u64, commits: u64) -> Result<()> {
+        let slot = Superblock::slot_offset(self.sb.generation);
+        let (at, what) = if self.sb.generation + generations >= COUNTER_LIMIT {
+            (superblock::GENERATION_OFFSET, "checkpoint generation")
+        } else if self.next_seq + commits >= COUNTER_LIMIT {
+            (superblock::NEXT_SEQ_OFFSET, "commit sequence")
+        } else {
+            return Ok(());
+        };
+        Err(Error::corrupt(
+            slot + at as u64,
+            format!("{what} has reached its limit (2^62); the superblock was damaged or forged"),
+        ))
     }
 
     /// Records the first failure: every later write sees it.
@@ -758,6 +777,7 @@ impl Inner {
         if w.log_pos + need as u64 > w.sb.log.end() {
             self.checkpoint(w, Mode::Auto, need)?;
         }
+        w.room(0, 1)?;
         let mut buf = Vec::with_capacity(need);
         frame::encode_with(frame::KIND_COMMIT, &mut buf, |out| {
             commit::encode_into(w.next_seq, w.synced_seq, &ops, out)
@@ -815,6 +835,8 @@ impl Inner {
         let relocate = mode == Mode::Relocate;
         let at_end = mode == Mode::Evacuate;
         w.check()?;
+        // One more generation, and perhaps a commit carrying the log.
+        w.room(1, 1)?;
         let started = Instant::now();
         let opts = &self.opts;
         let over = |dead: u64, len: u64| {

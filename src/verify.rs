@@ -5,6 +5,9 @@
 use crate::error::{Error, Result};
 use crate::format::index::{self, NameKind, name_hash};
 use crate::format::masked_crc;
+use crate::format::superblock::{
+    COUNTER_HEADROOM, COUNTER_LIMIT, GENERATION_OFFSET, NEXT_SEQ_OFFSET, Superblock,
+};
 use crate::io::{FileBackend, RawFile};
 use crate::state::{PeerGen, State};
 use crate::store::{BUCKET_NAMES, Options, PEERS, Store};
@@ -167,6 +170,20 @@ fn check_file(file: &dyn RawFile, r: &mut VerifyReport) -> Option<State> {
                     w.log_pos,
                     format!("{} bytes of torn log tail", w.stats.recovered_bytes),
                 );
+            }
+            let slot = Superblock::slot_offset(w.sb.generation);
+            for (value, at, what) in [
+                (w.sb.generation, GENERATION_OFFSET, "checkpoint generation"),
+                (w.next_seq, NEXT_SEQ_OFFSET, "commit sequence"),
+            ] {
+                if value >= COUNTER_LIMIT - COUNTER_HEADROOM {
+                    r.push(
+                        slot + at as u64,
+                        format!(
+                            "{what} {value} is within 2^32 of its limit: no store counts that far"
+                        ),
+                    );
+                }
             }
             check_table(&state.peers.table, !w.stats.index_rebuilt, r);
             r.entries_checked += state.maps.iter().map(|m| m.len() as u64).sum::<u64>();

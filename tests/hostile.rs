@@ -311,6 +311,13 @@ fn superblock_cases(b: &Base) -> Vec<(String, Mutate, Expect)> {
             add(24, u64::MAX),
             Expect::Corrupt(sb.log.offset),
         ),
+        // In range, but no store counts that far (found by fuzzing: the
+        // next checkpoint wrote a generation that did not open).
+        (
+            "generation at the limit - 2".into(),
+            set(16, superblock::COUNTER_LIMIT - 2),
+            Expect::VerifyFinds(16),
+        ),
         ("log_offset misaligned".into(), add(32, 1), Expect::Fallback),
         (
             "log_offset in the header".into(),
@@ -518,6 +525,67 @@ fn superblock_fields() {
         Err(Error::NotPeerlog { .. })
     ));
     eprintln!("hostile: {} superblock cases", n + 4);
+}
+
+/// Regression (found by fuzzing): a superblock forged to a generation just
+/// below `COUNTER_LIMIT` opened and verified clean, and its next
+/// checkpoints wrote a generation that no open accepts. Writers now stop
+/// short of the limit with `Corrupt`, every state they leave opens with
+/// everything acknowledged, and verify names the forged counter.
+#[test]
+fn counters_at_their_limit_refuse_writes_and_still_open() {
+    let b = base();
+    for (field, value) in [
+        (superblock::GENERATION_OFFSET, superblock::COUNTER_LIMIT - 2),
+        (superblock::NEXT_SEQ_OFFSET, superblock::COUNTER_LIMIT - 3),
+    ] {
+        let mut img = b.img.clone();
+        put_u64(&mut img, field, value);
+        let crc = masked_crc(&img[..superblock::CRC_OFFSET]);
+        put_u32(&mut img, superblock::CRC_OFFSET, crc);
+        let file = MemFile::from_bytes(img);
+        let s = Store::open_backend(Arc::new(file.clone()), opts()).unwrap();
+        let r = s.verify().unwrap();
+        assert!(
+            r.problems.iter().any(|p| p.offset == field as u64),
+            "field {field}: {r}"
+        );
+        let a = s.bucket("a").unwrap();
+        let mut acked = 0u8;
+        let refused = loop {
+            assert!(acked < 10, "field {field}: writes never refused");
+            let e = match a.put(b"n", &[acked]) {
+                Ok(()) => match s.compact() {
+                    Ok(()) => {
+                        acked += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        acked += 1;
+                        e
+                    }
+                },
+                Err(e) => e,
+            };
+            break e;
+        };
+        assert!(
+            matches!(&refused, Error::Corrupt { offset, .. } if *offset % 4096 == field as u64),
+            "field {field}: {refused:?}"
+        );
+        assert!(acked > 0, "field {field}: nothing fit below the limit");
+        // Refused before writing: the store is not poisoned, reads work,
+        // and the file opens with every acknowledged write.
+        assert_eq!(a.get(b"n").unwrap(), Some(vec![acked - 1]));
+        drop((a, s));
+        let s = Store::open_backend(Arc::new(MemFile::from_bytes(file.live())), opts())
+            .unwrap_or_else(|e| panic!("field {field}: reopen: {e}"));
+        assert_eq!(
+            s.bucket("a").unwrap().get(b"n").unwrap(),
+            Some(vec![acked - 1])
+        );
+        assert!(!s.verify().unwrap().is_ok());
+    }
 }
 
 #[test]

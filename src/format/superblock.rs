@@ -36,6 +36,11 @@ pub const SIZE: usize = 512;
 /// and per commit; a slot with either outside `1..COUNTER_LIMIT` is
 /// corrupt (such values would overflow as they grow).
 pub const COUNTER_LIMIT: u64 = 1 << 62;
+/// Writers refuse to grow a counter to [`COUNTER_LIMIT`]. `verify`
+/// reports a counter within this distance of the limit, which no store
+/// reaches by counting (2^62 commits at a million a second take 146,000
+/// years): its superblock was damaged or forged.
+pub const COUNTER_HEADROOM: u64 = 1 << 32;
 /// Offset of `generation`.
 pub const GENERATION_OFFSET: usize = 16;
 /// Offset of `next_seq`.
