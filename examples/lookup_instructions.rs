@@ -12,7 +12,10 @@
 //! lookups. Usage: `lookup_instructions ENGINE [N=100000] [LOOKUPS=100000]`
 //! with ENGINE one of hashbrown, lmdb, redb, sqlite, lmdb_tx100,
 //! redb_tx100, sqlite_tx100, peerlog. Lookups cycle through the
-//! uniform stream of the benchmarks (same seed). Prints a checksum.
+//! uniform stream of the benchmarks (same seed). `hashbrown_username` and
+//! `peerlog_username` count lookups by username instead (the
+//! `lookup_username` stream: username -> id, hash, kind). Prints a
+//! checksum.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -65,8 +68,35 @@ fn run<X>(
     sum
 }
 
+/// `count` lookups by username from `stream` (cycling).
+#[inline(always)]
+fn run_names(stream: &[String], count: usize, get: impl Fn(&str) -> Option<(i64, i64, u8)>) -> u64 {
+    let mut sum = 0;
+    for i in 0..count {
+        let r = get(black_box(&stream[i % stream.len()]));
+        sum = fold(sum, r.map(|(id, h, k)| (id ^ h, k)));
+    }
+    sum
+}
+
+/// The lookups `engine` is counted on.
+enum Stream {
+    Ids(Vec<i64>),
+    Usernames(Vec<String>),
+}
+
 #[inline(never)]
-fn run_lookups(engine: &Engine, stream: &[i64], count: usize) -> u64 {
+fn run_lookups(engine: &Engine, stream: &Stream, count: usize) -> u64 {
+    let stream = match stream {
+        Stream::Ids(ids) => ids,
+        Stream::Usernames(names) => {
+            return match engine {
+                Engine::Hashbrown(h) => run_names(names, count, |u| h.get_username(u)),
+                Engine::Peerlog(h) => run_names(names, count, |u| h.get_username(u)),
+                _ => unreachable!("username lookups are counted for hashbrown and peerlog"),
+            };
+        }
+    };
     match engine {
         Engine::Hashbrown(h) => run(stream, count, usize::MAX, || (), |_, id| h.get(id)),
         // One read transaction per lookup for the plain engines: `get` opens
@@ -91,7 +121,7 @@ fn run_lookups(engine: &Engine, stream: &[i64], count: usize) -> u64 {
 /// callgrind's `--toggle-collect` can name it.
 #[unsafe(no_mangle)]
 #[inline(never)]
-fn peerlog_bench_lookups(engine: &Engine, stream: &[i64], count: usize) -> u64 {
+fn peerlog_bench_lookups(engine: &Engine, stream: &Stream, count: usize) -> u64 {
     run_lookups(engine, stream, count)
 }
 
@@ -103,11 +133,17 @@ fn main() {
     let count: usize = args.get(2).map_or(100_000, |s| s.parse().expect(usage));
 
     let ds = Dataset::generate(n, SEED);
-    let stream = ds.streams().uniform;
+    let (engine, stream) = match engine.strip_suffix("_username") {
+        Some(base) => (base, Stream::Usernames(ds.streams().usernames)),
+        None => (engine, Stream::Ids(ds.streams().uniform)),
+    };
     let (base, tx100) = match engine.strip_suffix("_tx100") {
         Some(base) => (base, true),
         None => (engine, false),
     };
+    if matches!(stream, Stream::Usernames(_)) && !matches!(base, "hashbrown" | "peerlog") {
+        panic!("username lookups are counted for hashbrown and peerlog only; {usage}");
+    }
     let e = match base {
         "hashbrown" if !tx100 => Engine::Hashbrown(refs::build_hashbrown(&ds)),
         "lmdb" => Engine::Lmdb(refs::build_lmdb(&ds, SyncMode::Durable), tx100),
@@ -120,5 +156,9 @@ fn main() {
     // function, then count.
     black_box(run_lookups(&e, &stream, 1000));
     let sum = peerlog_bench_lookups(&e, &stream, count);
-    println!("engine={engine} n={n} lookups={count} checksum={sum:016x}");
+    let what = match stream {
+        Stream::Ids(_) => "ids",
+        Stream::Usernames(_) => "usernames",
+    };
+    println!("engine={engine} by={what} n={n} lookups={count} checksum={sum:016x}");
 }

@@ -171,8 +171,16 @@ impl NameOwners {
 
 fn same(kind: NameKind, a: &str, b: &str) -> bool {
     match kind {
-        NameKind::Username => a.eq_ignore_ascii_case(b),
+        NameKind::Username => a == b || a.eq_ignore_ascii_case(b),
         NameKind::Phone => a == b,
+    }
+}
+
+/// True when `r` holds the name (as [`same`] compares).
+fn has_name(r: &PeerRecordRef<'_>, kind: NameKind, name: &str) -> bool {
+    match kind {
+        NameKind::Username => r.has_username(name),
+        NameKind::Phone => r.has_phone(name),
     }
 }
 
@@ -330,9 +338,7 @@ impl State {
         }
         for off in p.table.view().names(kind, hash) {
             let rec = p.table.record_at(off, None)?;
-            if rec.account() != account
-                || !names_of(&rec).any(|(k, n)| k == kind && same(kind, n, name))
-            {
+            if rec.account() != account || !has_name(&rec, kind, name) {
                 continue;
             }
             let key = rec.key();
@@ -343,7 +349,7 @@ impl State {
                 Some(now) => now
                     .as_deref()
                     .and_then(|b| PeerRecordRef::parse(b).ok())
-                    .filter(|r| names_of(r).any(|(k, n)| k == kind && same(kind, n, name)))
+                    .filter(|r| has_name(r, kind, name))
                     .map(|r| (key, r.access_hash())),
             });
         }
@@ -456,8 +462,7 @@ impl State {
             return Ok(());
         };
         for (kind, name) in names {
-            let kept =
-                new.is_some_and(|r| names_of(r).any(|(k, n)| k == kind && same(kind, n, &name)));
+            let kept = new.is_some_and(|r| has_name(r, kind, &name));
             // A name the peer lost to another peer in the same commit is
             // already that peer's.
             if !kept && self.owner(kind, account, &name)? == Some(key) {

@@ -324,7 +324,21 @@ impl<'a> PeerRecordRef<'a> {
     }
     /// True when one of the usernames equals `name`, ASCII case-insensitively.
     pub fn has_username(&self, name: &str) -> bool {
-        self.usernames().any(|u| u.eq_ignore_ascii_case(name))
+        let (bytes, name) = (self.bytes, name.as_bytes());
+        let mut at = FIXED_LEN;
+        (0..bytes[21]).any(|_| {
+            let len = bytes[at] as usize;
+            let u = &bytes[at + 1..at + 1 + len];
+            at += 1 + len;
+            // Bytes, not `&str`: `parse` checked them once already. Names
+            // are usually asked for as stored, so exact equality first.
+            u == name || u.eq_ignore_ascii_case(name)
+        })
+    }
+    /// True when the phone is exactly `phone`.
+    pub fn has_phone(&self, phone: &str) -> bool {
+        let p = &self.bytes[self.names_end..self.phone_end];
+        !p.is_empty() && p == phone.as_bytes()
     }
     /// Phone, if any.
     pub fn phone(&self) -> Option<&'a str> {
@@ -375,6 +389,8 @@ mod tests {
         let v = PeerRecordRef::parse(&bytes).unwrap();
         assert_eq!(v.to_owned(), r);
         assert!(v.has_username("durov") && !v.has_username("duro"));
+        assert!(v.has_username("Durov") && v.has_username("TG") && !v.has_username("tgx"));
+        assert!(v.has_phone("42777") && !v.has_phone("4277") && !v.has_phone(""));
         assert_eq!(split_key(v.key()), (3, -1_000_000_000_123));
         assert_eq!(
             split_key(peer_key(MAX_ACCOUNT, PEER_ID_LIMIT - 1)),
