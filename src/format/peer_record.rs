@@ -208,6 +208,21 @@ fn is_utf8(b: &[u8]) -> bool {
     b.is_ascii() || std::str::from_utf8(b).is_ok()
 }
 
+/// `names`: `count` length-prefixed names (lengths already checked to fit)
+/// from 0 to `names_end`, then the phone. True when each is UTF-8.
+#[cold]
+fn names_are_utf8(names: &[u8], count: u8, names_end: usize) -> bool {
+    let mut at = 0;
+    for _ in 0..count {
+        let len = names[at] as usize;
+        if !is_utf8(&names[at + 1..at + 1 + len]) {
+            return false;
+        }
+        at += 1 + len;
+    }
+    is_utf8(&names[names_end..])
+}
+
 /// The key of an encoded record that [`RecordBuf`] built or
 /// [`PeerRecordRef::parse`] accepted.
 pub(crate) fn key_of(rec: &[u8]) -> u64 {
@@ -235,6 +250,9 @@ pub(crate) fn hash_and_flags(rec: &[u8]) -> (Option<i64>, u8) {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerRecordRef<'a> {
     bytes: &'a [u8],
+    /// The first `FIXED_LEN` bytes of `bytes`: the fixed fields, read
+    /// without a bounds check each.
+    fixed: &'a [u8; FIXED_LEN],
     names_end: usize,
     phone_end: usize,
 }
@@ -246,25 +264,33 @@ const ERR: DecodeError = DecodeError {
 impl<'a> PeerRecordRef<'a> {
     /// Checks the layout of `bytes` (lengths, UTF-8, id range) without copying.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        if bytes.len() < FIXED_LEN || bytes.len() > MAX_LEN {
+        let Some(fixed) = bytes.first_chunk::<FIXED_LEN>() else {
+            return Err(ERR);
+        };
+        if bytes.len() > MAX_LEN {
             return Err(ERR);
         }
         let mut at = FIXED_LEN;
         for _ in 0..bytes[21] {
             let len = *bytes.get(at).ok_or(ERR)? as usize;
-            let name = bytes.get(at + 1..at + 1 + len).ok_or(ERR)?;
-            if len == 0 || !is_utf8(name) {
+            if len == 0 {
                 return Err(ERR);
             }
             at += 1 + len;
         }
         let phone_end = at + bytes[22] as usize;
-        let phone = bytes.get(at..phone_end).ok_or(ERR)?;
-        if !is_utf8(phone) || bytes[20] & !(HAS_HASH | MIN | PRIMARY) != 0 {
+        // Names and phone with their length bytes: usually all ASCII, and
+        // then every name is UTF-8 without looking at each one.
+        let names = bytes.get(FIXED_LEN..phone_end).ok_or(ERR)?;
+        if !names.is_ascii() && !names_are_utf8(names, bytes[21], at - FIXED_LEN) {
+            return Err(ERR);
+        }
+        if bytes[20] & !(HAS_HASH | MIN | PRIMARY) != 0 {
             return Err(ERR);
         }
         let r = PeerRecordRef {
             bytes,
+            fixed,
             names_end: at,
             phone_end,
         };
@@ -277,23 +303,19 @@ impl<'a> PeerRecordRef<'a> {
         Ok(r)
     }
 
-    fn word(&self, at: usize) -> [u8; 8] {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&self.bytes[at..at + 8]);
-        a
-    }
-
     /// The encoded bytes.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
     }
     /// Account number.
     pub fn account(&self) -> u32 {
-        u32::from_le_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]])
+        let [a, b, c, d, ..] = *self.fixed;
+        u32::from_le_bytes([a, b, c, d])
     }
     /// Bot API dialog id.
     pub fn peer_id(&self) -> i64 {
-        i64::from_le_bytes(self.word(4))
+        let f = self.fixed;
+        i64::from_le_bytes([f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]])
     }
     /// The engine key.
     pub fn key(&self) -> u64 {
@@ -301,11 +323,13 @@ impl<'a> PeerRecordRef<'a> {
     }
     /// Flag byte.
     pub fn flags(&self) -> u8 {
-        self.bytes[20]
+        self.fixed[20]
     }
     /// Access hash, if known.
     pub fn access_hash(&self) -> Option<i64> {
-        (self.flags() & HAS_HASH != 0).then(|| i64::from_le_bytes(self.word(12)))
+        let f = self.fixed;
+        (self.flags() & HAS_HASH != 0)
+            .then(|| i64::from_le_bytes([f[12], f[13], f[14], f[15], f[16], f[17], f[18], f[19]]))
     }
     /// Seen only through a min constructor.
     pub fn is_min(&self) -> bool {
@@ -378,6 +402,33 @@ mod tests {
             usernames: vec!["Durov".into(), "tg".into()],
             phone: Some("42777".into()),
             tail: vec![1, 2, 3],
+        }
+    }
+
+    /// `parse` checks all names at once when they are ASCII and one by one
+    /// otherwise (a non-ASCII name, or a length byte of 128 or more).
+    #[test]
+    fn parse_checks_every_name_is_utf8() {
+        let mut r = sample();
+        r.usernames = vec!["ünïcode".into(), "x".repeat(200), "tg".into()];
+        r.phone = Some("+7 ☎".into());
+        let bytes = r.encode();
+        assert_eq!(PeerRecordRef::parse(&bytes).unwrap().to_owned(), r);
+        let at = |s: &str| {
+            bytes
+                .windows(s.len())
+                .position(|w| w == s.as_bytes())
+                .unwrap()
+        };
+        for (what, pos) in [
+            ("first name", at("ünïcode")),
+            ("long name", at("xxxx")),
+            ("last name", at("tg") + 1),
+            ("phone", at("☎")),
+        ] {
+            let mut bad = bytes.clone();
+            bad[pos] = 0xff;
+            assert!(PeerRecordRef::parse(&bad).is_err(), "{what}");
         }
     }
 
