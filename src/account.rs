@@ -47,7 +47,8 @@ use crate::session::{DcAuth, Session};
 use crate::state::State;
 use crate::storage::Storage;
 use crate::store::{
-    CONVERSATIONS, Change, DEDUP, MAX_KEY_LEN, META, Options, QUEUE, SESSION, STATE, Store,
+    CONVERSATIONS, Change, DEDUP, MAX_KEY_LEN, META, Options, QUEUE, RecordList, SESSION, STATE,
+    Store,
 };
 use crate::types::{ChannelState, Conversation, DurableUpdate, Peer, PeerId, UpdateState};
 
@@ -275,8 +276,9 @@ fn clean_phone(p: &str) -> Option<String> {
 /// The engine record of a peer, encoded (see [`Storage`] for the
 /// normalization): `@` prefixes dropped, usernames deduplicated ASCII
 /// case-insensitively, the phone reduced to its digits.
-fn peer_record(account: u32, p: &Peer) -> Result<Vec<u8>> {
-    let mut b = RecordBuf::new(account, p.id.bot_api(), p.access_hash, p.min);
+/// `buf` lends its allocation (the batch's previous record).
+fn peer_record(buf: Vec<u8>, account: u32, p: &Peer) -> Result<Vec<u8>> {
+    let mut b = RecordBuf::reuse(buf, account, p.id.bot_api(), p.access_hash, p.min);
     let primary = p
         .username
         .as_deref()
@@ -644,11 +646,13 @@ impl<'a> Transaction<'a> {
     pub fn save_peers(&mut self, peers: &[Peer]) -> Result<()> {
         let n = self.account.number;
         // All or none: a peer the format cannot hold fails the whole call.
-        let records = peers
-            .iter()
-            .map(|p| peer_record(n, p).map(Change::Peer))
-            .collect::<Result<Vec<_>>>()?;
-        self.changes.extend(records);
+        let mut records = RecordList::with_capacity(peers.len());
+        let mut buf = Vec::new();
+        for p in peers {
+            buf = peer_record(buf, n, p)?;
+            records.push(&buf);
+        }
+        self.changes.push(Change::Peers(records));
         Ok(())
     }
     /// See [`Storage::save_peer`].

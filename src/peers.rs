@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::format::index::NameKind;
 use crate::format::peer_record::{PeerRecord, peer_key, split_key};
-use crate::store::{Change, Store};
+use crate::store::{Change, RecordList, Store};
 
 impl Store {
     /// Saves engine peer records in one atomic commit. Merge rules: a min
@@ -17,11 +17,11 @@ impl Store {
     }
 
     pub(crate) fn put_peer_records_with(&self, records: Vec<PeerRecord>, sync: bool) -> Result<()> {
-        let changes = records
-            .iter()
-            .map(|r| r.encode_checked().map(Change::Peer).map_err(Error::Invalid))
-            .collect::<Result<_>>()?;
-        self.transact(sync, |_| Ok((changes, ())))
+        let mut list = RecordList::with_capacity(records.len());
+        for r in &records {
+            list.push(&r.encode_checked().map_err(Error::Invalid)?);
+        }
+        self.transact(sync, |_| Ok((vec![Change::Peers(list)], ())))
     }
 
     /// Deletes a peer; true if it existed.

@@ -169,10 +169,43 @@ struct Flusher {
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     Op(Op),
-    /// An encoded record that passed the format's limits
+    /// Encoded records that passed the format's limits
     /// ([`crate::format::peer_record::RecordBuf::finish`]).
-    Peer(Vec<u8>),
+    Peers(RecordList),
     DeletePeer(u64),
+}
+
+/// Encoded peer records back to back: one allocation for a whole
+/// `save_peers` call rather than one per peer, since most of a client's
+/// saves are of peers stored unchanged and are dropped at commit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecordList {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RecordList {
+    pub fn with_capacity(records: usize) -> RecordList {
+        RecordList {
+            bytes: Vec::with_capacity(records * 64),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
+    pub fn push(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn record_mut(&mut self, i: usize) -> &mut [u8] {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        &mut self.bytes[start..self.ends[i]]
+    }
+
+    fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.bytes[a..b])
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -670,14 +703,15 @@ fn merge_min(rec: &mut [u8], cur_hash: Option<i64>, cur_min: bool) {
 fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
     let mut ops = Vec::with_capacity(changes.len());
     let mut local = BatchPeers::default();
-    if changes.len() > 1 {
-        let keys: Vec<u64> = changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Peer(b) => Some(key_of(b)),
-                _ => None,
-            })
-            .collect();
+    let keys: Vec<u64> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Peers(list) => Some(list.records().map(key_of)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if keys.len() > 1 {
         st.prefetch(&keys);
     }
     let malformed = |_| Error::Invalid("malformed peer record".into());
@@ -699,55 +733,58 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                 ops.push(Op::DeletePeer(key));
                 local.set(st, &ops, key, Some(old), None)?;
             }
-            Change::Peer(mut bytes) => {
-                let key = key_of(&bytes);
-                // Re-saving a stored peer unchanged is the common case (a
-                // client saves the peers of every update): compare the
-                // encodings, without decoding the stored record.
-                let old = match local.current(st, &ops, key)? {
-                    Some(cur) => {
-                        merge_min(&mut bytes, cur.access_hash(), cur.is_min());
-                        if bytes == cur.bytes() {
+            Change::Peers(mut list) => {
+                for i in 0..list.ends.len() {
+                    let bytes = list.record_mut(i);
+                    let key = key_of(bytes);
+                    // Re-saving a stored peer unchanged is the common case (a
+                    // client saves the peers of every update): compare the
+                    // encodings, without decoding the stored record.
+                    let old = match local.current(st, &ops, key)? {
+                        Some(cur) => {
+                            merge_min(bytes, cur.access_hash(), cur.is_min());
+                            if *bytes == *cur.bytes() {
+                                continue;
+                            }
+                            Some(old_names(&cur))
+                        }
+                        None => None,
+                    };
+                    let rec = PeerRecordRef::parse(bytes).map_err(malformed)?;
+                    let account = rec.account();
+                    for (kind, name) in names_of(&rec) {
+                        let hash = name_hash(kind, account, name);
+                        let Some(other) = local.owner(st, hash, kind, account, name)? else {
+                            continue;
+                        };
+                        if other == key {
                             continue;
                         }
-                        Some(old_names(&cur))
-                    }
-                    None => None,
-                };
-                let rec = PeerRecordRef::parse(&bytes).map_err(malformed)?;
-                let account = rec.account();
-                for (kind, name) in names_of(&rec) {
-                    let hash = name_hash(kind, account, name);
-                    let Some(other) = local.owner(st, hash, kind, account, name)? else {
-                        continue;
-                    };
-                    if other == key {
-                        continue;
-                    }
-                    let Some(loser) = local.current(st, &ops, other)? else {
-                        continue;
-                    };
-                    let loser_old = old_names(&loser);
-                    let mut loser = loser.to_owned();
-                    match kind {
-                        NameKind::Username => {
-                            if loser.primary
-                                && loser
-                                    .usernames
-                                    .first()
-                                    .is_some_and(|u| u.eq_ignore_ascii_case(name))
-                            {
-                                loser.primary = false;
+                        let Some(loser) = local.current(st, &ops, other)? else {
+                            continue;
+                        };
+                        let loser_old = old_names(&loser);
+                        let mut loser = loser.to_owned();
+                        match kind {
+                            NameKind::Username => {
+                                if loser.primary
+                                    && loser
+                                        .usernames
+                                        .first()
+                                        .is_some_and(|u| u.eq_ignore_ascii_case(name))
+                                {
+                                    loser.primary = false;
+                                }
+                                loser.usernames.retain(|u| !u.eq_ignore_ascii_case(name));
                             }
-                            loser.usernames.retain(|u| !u.eq_ignore_ascii_case(name));
+                            NameKind::Phone => loser.phone = None,
                         }
-                        NameKind::Phone => loser.phone = None,
+                        ops.push(Op::PutPeer(loser.encode()));
+                        local.set(st, &ops, other, Some(loser_old), Some(ops.len() - 1))?;
                     }
-                    ops.push(Op::PutPeer(loser.encode()));
-                    local.set(st, &ops, other, Some(loser_old), Some(ops.len() - 1))?;
+                    ops.push(Op::PutPeer(bytes.to_vec()));
+                    local.set(st, &ops, key, old, Some(ops.len() - 1))?;
                 }
-                ops.push(Op::PutPeer(bytes));
-                local.set(st, &ops, key, old, Some(ops.len() - 1))?;
             }
         }
     }

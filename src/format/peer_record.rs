@@ -118,7 +118,19 @@ pub(crate) struct RecordBuf {
 impl RecordBuf {
     /// The fixed fields.
     pub fn new(account: u32, peer_id: i64, access_hash: Option<i64>, min: bool) -> RecordBuf {
-        let mut buf = Vec::with_capacity(64);
+        Self::reuse(Vec::with_capacity(64), account, peer_id, access_hash, min)
+    }
+
+    /// [`RecordBuf::new`] in the allocation of `buf` (cleared first), so a
+    /// batch encodes all its records in one buffer.
+    pub fn reuse(
+        mut buf: Vec<u8>,
+        account: u32,
+        peer_id: i64,
+        access_hash: Option<i64>,
+        min: bool,
+    ) -> RecordBuf {
+        buf.clear();
         buf.extend_from_slice(&account.to_le_bytes());
         buf.extend_from_slice(&peer_id.to_le_bytes());
         buf.extend_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
