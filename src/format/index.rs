@@ -483,17 +483,20 @@ impl<'a> IdTable<'a> {
             if ended {
                 return None;
             }
+            // The window's slots are neither the key nor a run end.
+            return self.probe(key, (i + FAST) % n, FAST, n);
         }
-        self.probe(key, i, n)
+        self.probe(key, i, 0, n)
     }
 
-    /// The rest of a probe run that did not end in the fast path.
+    /// The rest of a probe run that did not end in the fast path: from
+    /// slot `i`, `skipped` slots past the key's home.
     #[cold]
     #[inline(never)]
-    fn probe(&self, key: u64, mut i: usize, n: usize) -> Option<&'a IdSlot> {
+    fn probe(&self, key: u64, mut i: usize, skipped: usize, n: usize) -> Option<&'a IdSlot> {
         let robin_hood = self.hash_id >= HASH_ID_ROBIN_HOOD;
         let dist = self.hash_id == HASH_ID_DISTANCE;
-        for d in 0..n {
+        for d in skipped..n {
             let s = self.at(i)?;
             let resident = |k| match s.distance() {
                 stored if dist && stored < DIST_SATURATED => stored as usize,
