@@ -262,14 +262,21 @@ impl State {
 
     /// The current record of a peer.
     pub fn record(&self, key: u64) -> Result<Option<PeerRecordRef<'_>>> {
+        let slot = self.peers.table.view().get(key).map(|s| s.offset());
+        self.record_in_slot(key, slot)
+    }
+
+    /// [`State::record`], given where the generation's index put `key`
+    /// (as [`State::prefetch`] found it).
+    pub fn record_in_slot(&self, key: u64, slot: Option<u64>) -> Result<Option<PeerRecordRef<'_>>> {
         let p = &self.peers;
         if !p.overlay.is_empty()
             && let Some(e) = p.overlay.get(&key)
         {
             return Ok(e.as_deref().and_then(|b| PeerRecordRef::parse(b).ok()));
         }
-        match p.table.view().get(key) {
-            Some(slot) => p.table.record_at(slot.offset(), Some(key)).map(Some),
+        match slot {
+            Some(off) => p.table.record_at(off, Some(key)).map(Some),
             None => Ok(None),
         }
     }
@@ -277,19 +284,28 @@ impl State {
     /// Brings the index slots and segment records of `keys` into cache,
     /// all misses of a pass in flight at once; the batch's probes then
     /// find them there instead of waiting for each miss in turn.
-    pub fn prefetch(&self, keys: &[u64]) {
+    ///
+    /// Returns where the generation's index puts each key, for
+    /// [`State::record_in_slot`], so that the batch probes once per peer.
+    pub fn prefetch(&self, keys: &[u64]) -> Vec<Option<u64>> {
         let table = &self.peers.table;
         let ids = table.view().id_table();
         let mut acc = 0u64;
-        for &k in keys {
-            acc ^= ids.touch(k);
-        }
-        for &k in keys {
-            if let Some(s) = ids.get(k) {
-                acc ^= table.seg.get(s.offset() as usize).copied().unwrap_or(0) as u64;
+        if keys.len() > 1 {
+            for &k in keys {
+                acc ^= ids.touch(k);
             }
         }
+        let slots = keys
+            .iter()
+            .map(|&k| {
+                let off = ids.get(k)?.offset();
+                acc ^= table.seg.get(off as usize).copied().unwrap_or(0) as u64;
+                Some(off)
+            })
+            .collect();
         std::hint::black_box(acc);
+        slots
     }
 
     /// The hot path: access hash and flags straight from the id slot (or

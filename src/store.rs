@@ -631,10 +631,23 @@ impl BatchPeers {
         ops: &'a [Op],
         key: u64,
     ) -> Result<Option<PeerRecordRef<'a>>> {
-        match self.records.get(&key) {
-            Some(Some(at)) => batch_record(ops, *at).map(Some),
-            Some(None) => Ok(None),
-            None => st.record(key),
+        self.current_at(st, ops, key, None)
+    }
+
+    /// [`BatchPeers::current`], given the key's index slot in the
+    /// generation when [`State::prefetch`] already found it.
+    fn current_at<'a>(
+        &self,
+        st: &'a State,
+        ops: &'a [Op],
+        key: u64,
+        slot: Option<Option<u64>>,
+    ) -> Result<Option<PeerRecordRef<'a>>> {
+        match (self.records.get(&key), slot) {
+            (Some(Some(at)), _) => batch_record(ops, *at).map(Some),
+            (Some(None), _) => Ok(None),
+            (None, Some(slot)) => st.record_in_slot(key, slot),
+            (None, None) => st.record(key),
         }
     }
 
@@ -711,9 +724,7 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
         })
         .flatten()
         .collect();
-    if keys.len() > 1 {
-        st.prefetch(&keys);
-    }
+    let mut slots = st.prefetch(&keys).into_iter();
     let malformed = |_| Error::Invalid("malformed peer record".into());
     for c in changes {
         match c {
@@ -737,10 +748,11 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                 for i in 0..list.ends.len() {
                     let bytes = list.record_mut(i);
                     let key = key_of(bytes);
+                    let slot = slots.next();
                     // Re-saving a stored peer unchanged is the common case (a
                     // client saves the peers of every update): compare the
                     // encodings, without decoding the stored record.
-                    let old = match local.current(st, &ops, key)? {
+                    let old = match local.current_at(st, &ops, key, slot)? {
                         Some(cur) => {
                             merge_min(bytes, cur.access_hash(), cur.is_min());
                             if *bytes == *cur.bytes() {
