@@ -266,6 +266,20 @@ impl State {
         self.record_in_slot(key, slot)
     }
 
+    /// The stored bytes of a peer's current record, unchecked: `None` when
+    /// there is none or it is too short to hold `key`. For comparing with
+    /// a checked record, which proves the stored one sound when equal.
+    pub fn record_bytes_in_slot(&self, key: u64, slot: Option<u64>) -> Option<&[u8]> {
+        let p = &self.peers;
+        if !p.overlay.is_empty()
+            && let Some(e) = p.overlay.get(&key)
+        {
+            return e.as_deref();
+        }
+        let b = segment::peer_at(&p.table.seg, slot? as usize).ok()?;
+        (b.len() >= peer_record::FIXED_LEN && peer_record::key_of(b) == key).then_some(b)
+    }
+
     /// [`State::record`], given where the generation's index put `key`
     /// (as [`State::prefetch`] found it).
     pub fn record_in_slot(&self, key: u64, slot: Option<u64>) -> Result<Option<PeerRecordRef<'_>>> {

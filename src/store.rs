@@ -18,7 +18,9 @@ use crate::format::commit::{self, Op};
 use crate::format::frame;
 use crate::format::index::name_hash;
 use crate::format::index::{self, NameKind};
-use crate::format::peer_record::{HAS_HASH, MIN, PeerRecordRef, key_of, peer_key, set_access_hash};
+use crate::format::peer_record::{
+    HAS_HASH, MIN, PeerRecordRef, hash_and_flags, key_of, peer_key, set_access_hash,
+};
 use crate::format::segment;
 use crate::format::superblock::{self, COUNTER_LIMIT, Extent, SegmentRef, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, PAGE, masked_crc, page_round};
@@ -634,6 +636,31 @@ impl BatchPeers {
         self.current_at(st, ops, key, None)
     }
 
+    /// True when `rec` (checked, its merge rules applied here) equals the
+    /// peer's current record byte for byte: the common re-save, decided
+    /// without parsing the stored record (equal bytes are sound bytes).
+    fn unchanged(
+        &self,
+        st: &State,
+        ops: &[Op],
+        key: u64,
+        slot: Option<Option<u64>>,
+        rec: &mut [u8],
+    ) -> bool {
+        let cur = match (self.records.get(&key), slot) {
+            (Some(Some(at)), _) => match &ops[*at] {
+                Op::PutPeer(b) => Some(&b[..]),
+                _ => None,
+            },
+            (None, Some(slot)) => st.record_bytes_in_slot(key, slot),
+            _ => None,
+        };
+        let Some(cur) = cur else { return false };
+        let (hash, flags) = hash_and_flags(cur);
+        merge_min(rec, hash, flags & MIN != 0);
+        *rec == *cur
+    }
+
     /// [`BatchPeers::current`], given the key's index slot in the
     /// generation when [`State::prefetch`] already found it.
     fn current_at<'a>(
@@ -752,6 +779,9 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                     // Re-saving a stored peer unchanged is the common case (a
                     // client saves the peers of every update): compare the
                     // encodings, without decoding the stored record.
+                    if local.unchanged(st, &ops, key, slot, bytes) {
+                        continue;
+                    }
                     let old = match local.current_at(st, &ops, key, slot)? {
                         Some(cur) => {
                             merge_min(bytes, cur.access_hash(), cur.is_min());
