@@ -694,15 +694,14 @@ impl BatchPeers {
         }
     }
 
-    /// `key` changes from a record with `old` names to the record of op
-    /// `new` (`None`: deleted).
+    /// `key` changes from a record with `old` names to `new`: the index
+    /// of its op and the record (`None`: deleted).
     fn set(
         &mut self,
         st: &State,
-        ops: &[Op],
         key: u64,
         old: Option<OldNames>,
-        new: Option<usize>,
+        new: Option<(usize, PeerRecordRef<'_>)>,
     ) -> Result<()> {
         if let Some((account, names)) = old {
             for (kind, name) in names {
@@ -712,14 +711,13 @@ impl BatchPeers {
                 }
             }
         }
-        if let Some(at) = new {
-            let r = batch_record(ops, at)?;
-            for (kind, name) in names_of(&r) {
+        if let Some((_, r)) = &new {
+            for (kind, name) in names_of(r) {
                 let hash = name_hash(kind, r.account(), name);
                 self.owners.set(hash, kind, r.account(), name, Some(key));
             }
         }
-        self.records.insert(key, new);
+        self.records.insert(key, new.map(|(at, _)| at));
         Ok(())
     }
 }
@@ -741,8 +739,6 @@ fn merge_min(rec: &mut [u8], cur_hash: Option<i64>, cur_min: bool) {
 /// drops writes that change nothing, and moves usernames and phones that a
 /// peer takes from another peer (the loser is rewritten without them).
 fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
-    let mut ops = Vec::with_capacity(changes.len());
-    let mut local = BatchPeers::default();
     let keys: Vec<u64> = changes
         .iter()
         .filter_map(|c| match c {
@@ -751,6 +747,9 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
         })
         .flatten()
         .collect();
+    let mut ops = Vec::with_capacity(changes.len() + keys.len());
+    let mut local = BatchPeers::default();
+    local.records.reserve(keys.len());
     let mut slots = st.prefetch(&keys).into_iter();
     let malformed = |_| Error::Invalid("malformed peer record".into());
     for c in changes {
@@ -769,7 +768,7 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                 };
                 let old = old_names(&old);
                 ops.push(Op::DeletePeer(key));
-                local.set(st, &ops, key, Some(old), None)?;
+                local.set(st, key, Some(old), None)?;
             }
             Change::Peers(mut list) => {
                 for i in 0..list.ends.len() {
@@ -822,10 +821,16 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                             NameKind::Phone => loser.phone = None,
                         }
                         ops.push(Op::PutPeer(loser.encode()));
-                        local.set(st, &ops, other, Some(loser_old), Some(ops.len() - 1))?;
+                        let at = ops.len() - 1;
+                        local.set(
+                            st,
+                            other,
+                            Some(loser_old),
+                            Some((at, batch_record(&ops, at)?)),
+                        )?;
                     }
                     ops.push(Op::PutPeer(bytes.to_vec()));
-                    local.set(st, &ops, key, old, Some(ops.len() - 1))?;
+                    local.set(st, key, old, Some((ops.len() - 1, rec)))?;
                 }
             }
         }
