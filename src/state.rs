@@ -287,7 +287,9 @@ impl State {
         if !p.overlay.is_empty()
             && let Some(e) = p.overlay.get(&key)
         {
-            return Ok(e.as_deref().and_then(|b| PeerRecordRef::parse(b).ok()));
+            return Ok(e
+                .as_deref()
+                .and_then(|b| PeerRecordRef::checked_before(b).ok()));
         }
         match slot {
             Some(off) => p.table.record_at(off, Some(key)).map(Some),
@@ -378,7 +380,7 @@ impl State {
                 None => Some((key, rec.access_hash())),
                 Some(now) => now
                     .as_deref()
-                    .and_then(|b| PeerRecordRef::parse(b).ok())
+                    .and_then(|b| PeerRecordRef::checked_before(b).ok())
                     .filter(|r| has_name(r, kind, name))
                     .map(|r| (key, r.access_hash())),
             });
@@ -416,7 +418,7 @@ impl State {
                 }
             }
             Op::PutPeer(bytes) => {
-                let new = PeerRecordRef::parse(&bytes)
+                let new = PeerRecordRef::checked_before(&bytes)
                     .map_err(|_| Error::Invalid("malformed peer record".into()))?;
                 let key = new.key();
                 let old = self.before_change(key, track)?;
@@ -460,7 +462,9 @@ impl State {
     fn before_change(&self, key: u64, track: &mut Tracking) -> Result<Option<OldNames>> {
         let p = &self.peers;
         let rec = match p.overlay.get(&key) {
-            Some(e) => e.as_deref().and_then(|b| PeerRecordRef::parse(b).ok()),
+            Some(e) => e
+                .as_deref()
+                .and_then(|b| PeerRecordRef::checked_before(b).ok()),
             None => match p.table.view().get(key) {
                 Some(slot) => {
                     let rec = p.table.record_at(slot.offset(), Some(key))?;

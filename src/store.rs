@@ -619,9 +619,8 @@ struct BatchPeers {
 /// encoded or checked it).
 fn batch_record(ops: &[Op], at: usize) -> Result<PeerRecordRef<'_>> {
     match &ops[at] {
-        Op::PutPeer(b) => {
-            PeerRecordRef::parse(b).map_err(|_| Error::Invalid("malformed peer record".into()))
-        }
+        Op::PutPeer(b) => PeerRecordRef::checked_before(b)
+            .map_err(|_| Error::Invalid("malformed peer record".into())),
         _ => unreachable!("batch records point at PutPeer ops"),
     }
 }

@@ -315,6 +315,30 @@ impl<'a> PeerRecordRef<'a> {
         Ok(r)
     }
 
+    /// A view of bytes that [`PeerRecordRef::parse`] (or [`RecordBuf`])
+    /// accepted before, such as the state's overlay records and the ops
+    /// of a decoded commit: finds the field boundaries without checking
+    /// UTF-8, flags or id ranges again. Bounds are still checked, so bytes
+    /// that were never checked give an error or a view whose accessors
+    /// return wrong values, never a panic.
+    pub fn checked_before(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let fixed = bytes.first_chunk::<FIXED_LEN>().ok_or(ERR)?;
+        let mut at = FIXED_LEN;
+        for _ in 0..fixed[21] {
+            at += 1 + *bytes.get(at).ok_or(ERR)? as usize;
+        }
+        let phone_end = at + fixed[22] as usize;
+        if phone_end > bytes.len() {
+            return Err(ERR);
+        }
+        Ok(PeerRecordRef {
+            bytes,
+            fixed,
+            names_end: at,
+            phone_end,
+        })
+    }
+
     /// The encoded bytes.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
@@ -441,6 +465,36 @@ mod tests {
             let mut bad = bytes.clone();
             bad[pos] = 0xff;
             assert!(PeerRecordRef::parse(&bad).is_err(), "{what}");
+        }
+    }
+
+    /// `checked_before` reads a checked record as `parse` does, and bytes
+    /// that were never checked (any prefix, any byte flipped) give an error
+    /// or a view whose accessors do not panic.
+    #[test]
+    fn checked_before_agrees_with_parse_and_never_panics() {
+        let mut r = sample();
+        r.usernames.push("ünïcode".into());
+        let bytes = r.encode();
+        let v = PeerRecordRef::checked_before(&bytes).unwrap();
+        assert_eq!(v.to_owned(), r);
+        let touch = |b: &[u8]| {
+            if let Ok(v) = PeerRecordRef::checked_before(b) {
+                let _ = (v.key(), v.access_hash(), v.phone(), v.tail());
+                let _ = (
+                    v.usernames().count(),
+                    v.has_username("tg"),
+                    v.has_phone("1"),
+                );
+            }
+        };
+        for n in 0..bytes.len() {
+            touch(&bytes[..n]);
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            touch(&b);
         }
     }
 
