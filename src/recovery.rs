@@ -279,18 +279,17 @@ pub(crate) fn load(
     log.advise_sequential();
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
-    let mut ops = Vec::new();
     while let Ok(f) = frame::decode(&log[pos..]) {
         if f.kind != frame::KIND_COMMIT || commit::peek(f.payload).map(|(s, _)| s) != Ok(seq) {
             break;
         }
-        commit::decode_into(f.payload, &mut ops).map_err(|e| {
+        let c = commit::decode(f.payload).map_err(|e| {
             Error::corrupt(
                 sb.log.offset + pos as u64,
                 format!("commit {seq} has a valid checksum but {e}"),
             )
         })?;
-        for op in ops.drain(..) {
+        for op in c.ops {
             state.apply(op, &mut track).map_err(|e| match e {
                 Error::Invalid(what) => Error::corrupt(sb.log.offset + pos as u64, what),
                 other => other,

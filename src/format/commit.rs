@@ -101,25 +101,11 @@ pub fn peek(payload: &[u8]) -> Result<(u64, u64), DecodeError> {
 /// Decodes a commit payload. Every op is checked (bucket numbers, peer
 /// records); op_count cannot make it allocate past the payload's size.
 pub fn decode(payload: &[u8]) -> Result<Commit, DecodeError> {
-    let mut ops = Vec::new();
-    let (seq, synced_through) = decode_into(payload, &mut ops)?;
-    Ok(Commit {
-        seq,
-        synced_through,
-        ops,
-    })
-}
-
-/// [`decode`] into `ops` (cleared first), so that a replay reuses one
-/// allocation for every commit's op list. Returns seq and synced_through;
-/// on error `ops` holds an unspecified prefix.
-pub fn decode_into(payload: &[u8], ops: &mut Vec<Op>) -> Result<(u64, u64), DecodeError> {
-    ops.clear();
     let mut r = Reader::new(payload, "commit");
     let seq = r.u64()?;
     let synced_through = r.u64()?;
     let count = r.u32()? as usize;
-    ops.reserve(count.min(payload.len() / 9));
+    let mut ops = Vec::with_capacity(count.min(payload.len() / 9));
     let bad = DecodeError { what: "commit op" };
     for _ in 0..count {
         let op = match r.u8()? {
@@ -150,7 +136,11 @@ pub fn decode_into(payload: &[u8], ops: &mut Vec<Op>) -> Result<(u64, u64), Deco
         ops.push(op);
     }
     r.finish()?;
-    Ok((seq, synced_through))
+    Ok(Commit {
+        seq,
+        synced_through,
+        ops,
+    })
 }
 
 #[cfg(test)]
