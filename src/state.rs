@@ -217,6 +217,18 @@ pub(crate) struct PeerState {
     pub lookup: Arc<Lookup>,
 }
 
+impl PeerState {
+    /// A peer's overlay entry: `None` when it has not changed since the
+    /// generation, `Some(None)` when it was deleted since.
+    #[inline]
+    pub fn changed(&self, key: u64) -> Option<Option<&[u8]>> {
+        if self.overlay.is_empty() {
+            return None;
+        }
+        self.overlay.get(&key).map(|e| e.as_deref())
+    }
+}
+
 /// What the writer tracks per generic bucket to decide compaction.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct BucketTrack {
@@ -271,10 +283,8 @@ impl State {
     /// a checked record, which proves the stored one sound when equal.
     pub fn record_bytes_in_slot(&self, key: u64, slot: Option<u64>) -> Option<&[u8]> {
         let p = &self.peers;
-        if !p.overlay.is_empty()
-            && let Some(e) = p.overlay.get(&key)
-        {
-            return e.as_deref();
+        if let Some(e) = p.changed(key) {
+            return e;
         }
         let b = segment::peer_at(&p.table.seg, slot? as usize).ok()?;
         (b.len() >= peer_record::FIXED_LEN && peer_record::key_of(b) == key).then_some(b)
@@ -284,12 +294,8 @@ impl State {
     /// (as [`State::prefetch`] found it).
     pub fn record_in_slot(&self, key: u64, slot: Option<u64>) -> Result<Option<PeerRecordRef<'_>>> {
         let p = &self.peers;
-        if !p.overlay.is_empty()
-            && let Some(e) = p.overlay.get(&key)
-        {
-            return Ok(e
-                .as_deref()
-                .and_then(|b| PeerRecordRef::checked_before(b).ok()));
+        if let Some(e) = p.changed(key) {
+            return Ok(e.and_then(|b| PeerRecordRef::checked_before(b).ok()));
         }
         match slot {
             Some(off) => p.table.record_at(off, Some(key)).map(Some),
@@ -329,10 +335,8 @@ impl State {
     #[inline]
     pub fn hash_of(&self, key: u64) -> Option<(Option<i64>, u8)> {
         let p = &self.peers;
-        if !p.overlay.is_empty()
-            && let Some(e) = p.overlay.get(&key)
-        {
-            return e.as_deref().map(peer_record::hash_and_flags);
+        if let Some(e) = p.changed(key) {
+            return e.map(peer_record::hash_and_flags);
         }
         p.table
             .view()
@@ -376,10 +380,9 @@ impl State {
             let key = rec.key();
             // The generation says `key` had the name; the overlay may have
             // changed that peer since.
-            return Ok(match p.overlay.get(&key) {
+            return Ok(match p.changed(key) {
                 None => Some((key, rec.access_hash())),
                 Some(now) => now
-                    .as_deref()
                     .and_then(|b| PeerRecordRef::checked_before(b).ok())
                     .filter(|r| has_name(r, kind, name))
                     .map(|r| (key, r.access_hash())),
@@ -461,10 +464,8 @@ impl State {
     /// generation also marks the peer's segment bytes dead.
     fn before_change(&self, key: u64, track: &mut Tracking) -> Result<Option<OldNames>> {
         let p = &self.peers;
-        let rec = match p.overlay.get(&key) {
-            Some(e) => e
-                .as_deref()
-                .and_then(|b| PeerRecordRef::checked_before(b).ok()),
+        let rec = match p.changed(key) {
+            Some(e) => e.and_then(|b| PeerRecordRef::checked_before(b).ok()),
             None => match p.table.view().get(key) {
                 Some(slot) => {
                     let rec = p.table.record_at(slot.offset(), Some(key))?;

@@ -780,17 +780,16 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
                     if local.unchanged(st, &ops, key, slot, bytes) {
                         continue;
                     }
+                    // Changed, or new. (`unchanged` applied the merge rules
+                    // when it found the record; again here is a no-op.)
                     let old = match local.current_at(st, &ops, key, slot)? {
                         Some(cur) => {
                             merge_min(bytes, cur.access_hash(), cur.is_min());
-                            if *bytes == *cur.bytes() {
-                                continue;
-                            }
                             Some(old_names(&cur))
                         }
                         None => None,
                     };
-                    let rec = PeerRecordRef::parse(bytes).map_err(malformed)?;
+                    let rec = PeerRecordRef::checked_before(bytes).map_err(malformed)?;
                     let account = rec.account();
                     for (kind, name) in names_of(&rec) {
                         let hash = name_hash(kind, account, name);
