@@ -276,37 +276,18 @@ const ERR: DecodeError = DecodeError {
 impl<'a> PeerRecordRef<'a> {
     /// Checks the layout of `bytes` (lengths, UTF-8, id range) without copying.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let Some(fixed) = bytes.first_chunk::<FIXED_LEN>() else {
-            return Err(ERR);
-        };
         if bytes.len() > MAX_LEN {
             return Err(ERR);
         }
-        let mut at = FIXED_LEN;
-        for _ in 0..bytes[21] {
-            let len = *bytes.get(at).ok_or(ERR)? as usize;
-            if len == 0 {
-                return Err(ERR);
-            }
-            at += 1 + len;
-        }
-        let phone_end = at + bytes[22] as usize;
+        let r = Self::checked_before(bytes)?;
         // Names and phone with their length bytes: usually all ASCII, and
         // then every name is UTF-8 without looking at each one.
-        let names = bytes.get(FIXED_LEN..phone_end).ok_or(ERR)?;
-        if !names.is_ascii() && !names_are_utf8(names, bytes[21], at - FIXED_LEN) {
+        let names = &bytes[FIXED_LEN..r.phone_end];
+        if !names.is_ascii() && !names_are_utf8(names, bytes[21], r.names_end - FIXED_LEN) {
             return Err(ERR);
         }
-        if bytes[20] & !(HAS_HASH | MIN | PRIMARY) != 0 {
-            return Err(ERR);
-        }
-        let r = PeerRecordRef {
-            bytes,
-            fixed,
-            names_end: at,
-            phone_end,
-        };
-        if r.account() > MAX_ACCOUNT
+        if r.flags() & !(HAS_HASH | MIN | PRIMARY) != 0
+            || r.account() > MAX_ACCOUNT
             || r.peer_id() == 0
             || !(-PEER_ID_LIMIT..PEER_ID_LIMIT).contains(&r.peer_id())
         {
@@ -318,14 +299,19 @@ impl<'a> PeerRecordRef<'a> {
     /// A view of bytes that [`PeerRecordRef::parse`] (or [`RecordBuf`])
     /// accepted before, such as the state's overlay records and the ops
     /// of a decoded commit: finds the field boundaries without checking
-    /// UTF-8, flags or id ranges again. Bounds are still checked, so bytes
-    /// that were never checked give an error or a view whose accessors
-    /// return wrong values, never a panic.
+    /// UTF-8, flags or id ranges again (`parse` is this plus those
+    /// checks). Bounds and empty names are still checked, so bytes that
+    /// were never checked give an error or a view whose accessors return
+    /// wrong values, never a panic.
     pub fn checked_before(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let fixed = bytes.first_chunk::<FIXED_LEN>().ok_or(ERR)?;
         let mut at = FIXED_LEN;
         for _ in 0..fixed[21] {
-            at += 1 + *bytes.get(at).ok_or(ERR)? as usize;
+            let len = *bytes.get(at).ok_or(ERR)? as usize;
+            if len == 0 {
+                return Err(ERR);
+            }
+            at += 1 + len;
         }
         let phone_end = at + fixed[22] as usize;
         if phone_end > bytes.len() {
