@@ -83,7 +83,7 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     let view = g.view();
     let mut used = 0u64;
     let slots = view.id_slots();
-    let distances = g.header.hash_id == index::HASH_ID_DISTANCE;
+    let distances = g.header.hash_id >= index::HASH_ID_DISTANCE;
     for (i, s) in slots.iter().enumerate() {
         if s.key() == 0 {
             continue;
@@ -96,13 +96,29 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
                 "id slot stores a wrong probe distance",
             );
         }
-        match g.record_at(s.offset(), Some(s.key())) {
+        match g.record_at(s.offset(), s.key()) {
             Ok(rec) if rec.access_hash() == s.access_hash() && rec.flags() == s.flags() => {}
             Ok(_) => r.push(
                 base + 64 + 24 * i as u64,
                 "id slot disagrees with its record",
             ),
             Err(e) => r.push_err(e),
+        }
+    }
+    if g.header.hash_id >= index::HASH_ID_WORDS {
+        let mut at = base + 64 + 24 * slots.len() as u64;
+        for kind in [NameKind::Username, NameKind::Phone] {
+            let names = view.name_slots(kind);
+            for (i, s) in names.iter().enumerate() {
+                let stored = index::stored_name_distance(i, s.hash(), names.len());
+                if s.hash() != 0 && s.distance() != stored {
+                    r.push(
+                        at + 16 * i as u64,
+                        "name slot stores a wrong probe distance",
+                    );
+                }
+            }
+            at += 16 * names.len() as u64;
         }
     }
     if used != g.header.peer_count {
@@ -133,7 +149,15 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
             .chain(rec.phone().map(|p| (NameKind::Phone, p)));
         for (kind, name) in names {
             if !view
-                .names(kind, name_hash(kind, rec.account(), name))
+                .names(
+                    kind,
+                    view.name_hash(
+                        name_hash(kind, rec.account(), name),
+                        kind,
+                        rec.account(),
+                        name,
+                    ),
+                )
                 .any(|o| o == off)
             {
                 r.push(

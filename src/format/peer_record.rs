@@ -376,8 +376,9 @@ impl<'a> PeerRecordRef<'a> {
             let len = bytes[at] as usize;
             let u = &bytes[at + 1..at + 1 + len];
             at += 1 + len;
-            // Bytes, not `&str`: `parse` checked them once already. Names
-            // are usually asked for as stored, so exact equality first.
+            // Bytes, not `&str`: a byte comparison with a `&str` needs no
+            // UTF-8 check of the stored name. Names are usually asked for
+            // as stored, so exact equality first.
             u == name || u.eq_ignore_ascii_case(name)
         })
     }
