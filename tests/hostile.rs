@@ -682,7 +682,21 @@ fn index_header_fields() {
         &Expect::VerifyFindsSomething,
         "id slot entry offset",
     );
-    eprintln!("hostile: {} index cases", n + 3);
+    // The first used username slot's stored probe distance (`hash_id` 4).
+    let names = at + index::HEADER_LEN + 24 * h.id_slots as usize;
+    let slot = (0..h.name_slots as usize)
+        .map(|i| names + 16 * i)
+        .find(|&s| get_u64(&b.img, s) != 0)
+        .unwrap();
+    let mut img = b.img.clone();
+    img[slot + 8 + 6] ^= 1;
+    check(
+        &b,
+        img,
+        &Expect::VerifyFinds(slot as u64),
+        "name slot probe distance",
+    );
+    eprintln!("hostile: {} index cases", n + 4);
 }
 
 #[test]
