@@ -3,7 +3,7 @@
 //! custom surfaces and tests.
 
 use crate::error::{Error, Result};
-use crate::format::index::NameKind;
+use crate::format::index::{NameKind, name_hash};
 use crate::format::peer_record::{PeerRecord, peer_key, split_key};
 use crate::store::{Change, RecordList, Store};
 
@@ -55,11 +55,9 @@ impl Store {
 
     /// The peer id owning a username (ASCII case-insensitive).
     pub fn peer_id_by_username(&self, account: u32, username: &str) -> Result<Option<i64>> {
-        self.read(|st| {
-            Ok(st
-                .owner(NameKind::Username, account, username)?
-                .map(|k| split_key(k).1))
-        })
+        Ok(self
+            .name_owner(NameKind::Username, account, username)?
+            .map(|(k, _)| split_key(k).1))
     }
 
     /// The peer id owning a username and its access hash, from one index
@@ -69,29 +67,39 @@ impl Store {
         account: u32,
         username: &str,
     ) -> Result<Option<(i64, Option<i64>)>> {
-        self.read(|st| {
-            Ok(st
-                .resolve_name(NameKind::Username, account, username)?
-                .map(|(k, h)| (split_key(k).1, h)))
-        })
+        Ok(self
+            .name_owner(NameKind::Username, account, username)?
+            .map(|(k, h)| (split_key(k).1, h)))
     }
 
     /// The peer id owning a phone number and its access hash.
     pub fn resolve_phone(&self, account: u32, phone: &str) -> Result<Option<(i64, Option<i64>)>> {
-        self.read(|st| {
-            Ok(st
-                .resolve_name(NameKind::Phone, account, phone)?
-                .map(|(k, h)| (split_key(k).1, h)))
-        })
+        Ok(self
+            .name_owner(NameKind::Phone, account, phone)?
+            .map(|(k, h)| (split_key(k).1, h)))
     }
 
     /// The peer id owning a phone number (exact match).
     pub fn peer_id_by_phone(&self, account: u32, phone: &str) -> Result<Option<i64>> {
-        self.read(|st| {
-            Ok(st
-                .owner(NameKind::Phone, account, phone)?
-                .map(|k| split_key(k).1))
-        })
+        Ok(self
+            .name_owner(NameKind::Phone, account, phone)?
+            .map(|(k, _)| split_key(k).1))
+    }
+
+    /// The key owning a name and its access hash: without a lock when the
+    /// name's owner has not changed since the generation, else under the
+    /// state's read lock.
+    fn name_owner(
+        &self,
+        kind: NameKind,
+        account: u32,
+        name: &str,
+    ) -> Result<Option<(u64, Option<i64>)>> {
+        let hash = name_hash(kind, account, name);
+        match self.lookup().name(hash, kind, account, name) {
+            Some(found) => Ok(found),
+            None => self.read(|st| st.resolve_name_hashed(hash, kind, account, name)),
+        }
     }
 
     /// Ids of every peer of an account.

@@ -104,6 +104,26 @@ impl PeerGen {
             })
     }
 
+    /// The record holding a name in this generation: the first of the name
+    /// table's candidates for `hash` (the name's [`name_hash`]) with the
+    /// account and the name.
+    pub fn name_owner(
+        &self,
+        hash: u64,
+        kind: NameKind,
+        account: u32,
+        name: &str,
+    ) -> Result<Option<PeerRecordRef<'_>>> {
+        let view = self.view();
+        for off in view.names(kind, view.name_hash(hash, kind, account, name)) {
+            let rec = self.record_bounds_at(off)?;
+            if rec.account() == account && has_name(&rec, kind, name) {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
+    }
+
     /// Every record in segment order.
     pub fn records(&self) -> impl Iterator<Item = Result<(u64, PeerRecordRef<'_>)>> + '_ {
         let base = self.seg_ref.offset;
@@ -388,28 +408,26 @@ impl State {
         if let Some(owner) = p.names.get(hash, kind, account, name) {
             return Ok(owner.map(|key| (key, self.hash_of(key).and_then(|(h, _)| h))));
         }
-        let view = p.table.view();
-        for off in view.names(kind, view.name_hash(hash, kind, account, name)) {
-            let rec = p.table.record_bounds_at(off)?;
-            if rec.account() != account || !has_name(&rec, kind, name) {
-                continue;
-            }
-            let key = rec.key();
-            // The generation says `key` had the name; the overlay may have
-            // changed that peer since.
-            return Ok(match p.changed(key) {
-                None => Some((key, rec.access_hash())),
-                Some(now) => now
-                    .and_then(|b| PeerRecordRef::checked_before(b).ok())
-                    .filter(|r| has_name(r, kind, name))
-                    .map(|r| (key, r.access_hash())),
-            });
-        }
-        Ok(None)
+        let Some(rec) = p.table.name_owner(hash, kind, account, name)? else {
+            return Ok(None);
+        };
+        let key = rec.key();
+        // The generation says `key` had the name; the overlay may have
+        // changed that peer since.
+        Ok(match p.changed(key) {
+            None => Some((key, rec.access_hash())),
+            Some(now) => now
+                .and_then(|b| PeerRecordRef::checked_before(b).ok())
+                .filter(|r| has_name(r, kind, name))
+                .map(|r| (key, r.access_hash())),
+        })
     }
 
     fn set_owner(&mut self, kind: NameKind, account: u32, name: &str, owner: Option<u64>) {
         let hash = name_hash(kind, account, name);
+        // Lock-free readers stop trusting the generation for this name
+        // before its owner changes.
+        self.peers.lookup.name_changed(hash);
         self.peers.names.set(hash, kind, account, name, owner);
     }
 

@@ -524,6 +524,13 @@ impl Store {
         Ok(r)
     }
 
+    /// The lock-free lookups (ids, and names that did not change since
+    /// the generation).
+    #[inline]
+    pub(crate) fn lookup(&self) -> &crate::lookup::Lookup {
+        &self.inner.lookup
+    }
+
     /// The engine's view of a peer's access hash and flags (hot path).
     #[inline]
     pub(crate) fn peer_hash(&self, account: u32, peer_id: i64) -> Option<(Option<i64>, u8)> {
