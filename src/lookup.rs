@@ -123,12 +123,18 @@ impl Recent {
                     e.meta.store(meta, Ordering::Relaxed);
                     // Publishes hash and meta with the key.
                     e.key.store(key, Ordering::Release);
-                    self.len.fetch_add(1, Ordering::Relaxed);
+                    // One writer: a store, not a locked read-modify-write.
+                    let len = self.len.load(Ordering::Relaxed);
+                    self.len.store(len + 1, Ordering::Relaxed);
                     return true;
                 }
                 _ => i = (i + 1) & mask,
             }
         }
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
     }
 
     fn entries(&self) -> impl Iterator<Item = (u64, Option<Found>)> + '_ {
@@ -207,12 +213,18 @@ impl ChangedNames {
                         return false;
                     }
                     self.slots[i].store(hash, Ordering::Release);
-                    self.len.fetch_add(1, Ordering::Release);
+                    // One writer: a store, not a locked read-modify-write.
+                    let len = self.len.load(Ordering::Relaxed);
+                    self.len.store(len + 1, Ordering::Release);
                     return true;
                 }
                 _ => i = (i + 1) & mask,
             }
         }
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
     }
 
     fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
@@ -230,12 +242,14 @@ pub(crate) struct View {
     /// The id table's bytes within `table.index`, found once.
     ids: Range<usize>,
     hash_id: u32,
-    recent: Recent,
-    names: ChangedNames,
+    /// Shared with the view that replaces this one when only the other
+    /// table grows: growing one must not copy the other.
+    recent: Arc<Recent>,
+    names: Arc<ChangedNames>,
 }
 
 impl View {
-    fn new(table: Arc<PeerGen>, recent: Recent, names: ChangedNames) -> View {
+    fn new(table: Arc<PeerGen>, recent: Arc<Recent>, names: Arc<ChangedNames>) -> View {
         let t = table.view().id_table();
         View {
             ids: t.range_in(&table.index),
@@ -244,21 +258,6 @@ impl View {
             recent,
             names,
         }
-    }
-
-    /// A copy of this view with room for at least `ids` changed peers and
-    /// `names` changed names (writer only: the tables are copied entry by
-    /// entry, which is why they grow by doubling).
-    fn grown(&self, ids: usize, names: usize) -> View {
-        let recent = Recent::with_capacity(ids);
-        for (k, v) in self.recent.entries() {
-            recent.set(k, v);
-        }
-        let set = ChangedNames::with_capacity(names);
-        for h in self.names.hashes() {
-            set.insert(h);
-        }
-        View::new(self.table.clone(), recent, set)
     }
 
     #[inline(always)]
@@ -330,9 +329,14 @@ impl Lookup {
         if view.recent.set(key, value) {
             return;
         }
-        let grown = view.grown(view.recent.entries.len() * 2, view.names.slots.len());
-        grown.recent.set(key, value);
-        self.cell.replace(grown);
+        let recent = Recent::with_capacity(view.recent.entries.len() * 2);
+        for (k, v) in view.recent.entries() {
+            recent.set(k, v);
+        }
+        recent.set(key, value);
+        let names = view.names.clone();
+        self.cell
+            .replace(View::new(view.table.clone(), Arc::new(recent), names));
     }
 
     /// Writer: the owner of the name with this hash is about to change.
@@ -342,9 +346,43 @@ impl Lookup {
         if view.names.insert(hash) {
             return;
         }
-        let grown = view.grown(view.recent.entries.len(), view.names.slots.len() * 2);
-        grown.names.insert(hash);
-        self.cell.replace(grown);
+        let names = ChangedNames::with_capacity(view.names.slots.len() * 2);
+        for h in view.names.hashes() {
+            names.insert(h);
+        }
+        names.insert(hash);
+        let recent = view.recent.clone();
+        self.cell
+            .replace(View::new(view.table.clone(), recent, Arc::new(names)));
+    }
+
+    /// Writer: [`Lookup::set`] for many peers at once (later entries win),
+    /// in one table of the right size.
+    pub fn set_many(&self, changes: Vec<(u64, Option<Found>)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let view = self.cell.writer_view();
+        let recent = Recent::with_capacity(2 * (view.recent.len() + changes.len()) + 1);
+        for (k, v) in view.recent.entries().chain(changes) {
+            recent.set(k, v);
+        }
+        let names = view.names.clone();
+        self.cell
+            .replace(View::new(view.table.clone(), Arc::new(recent), names));
+    }
+
+    /// Writer: [`Lookup::name_changed`] for many names at once, in one
+    /// table of the right size.
+    pub fn names_changed(&self, hashes: impl ExactSizeIterator<Item = u64>) {
+        let view = self.cell.writer_view();
+        let names = ChangedNames::with_capacity(2 * (view.names.len() + hashes.len()) + 1);
+        for h in view.names.hashes().chain(hashes) {
+            names.insert(h);
+        }
+        let recent = view.recent.clone();
+        self.cell
+            .replace(View::new(view.table.clone(), recent, Arc::new(names)));
     }
 
     /// Writer: a new generation holds every change so far.
@@ -361,8 +399,8 @@ impl Lookup {
 fn fresh(table: Arc<PeerGen>) -> View {
     View::new(
         table,
-        Recent::with_capacity(0),
-        ChangedNames::with_capacity(0),
+        Arc::new(Recent::with_capacity(0)),
+        Arc::new(ChangedNames::with_capacity(0)),
     )
 }
 

@@ -279,6 +279,7 @@ pub(crate) fn load(
     log.advise_sequential();
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
+    state.replaying(true);
     while let Ok(f) = frame::decode(&log[pos..]) {
         if f.kind != frame::KIND_COMMIT || commit::peek(f.payload).map(|(s, _)| s) != Ok(seq) {
             break;
@@ -298,6 +299,7 @@ pub(crate) fn load(
         pos += f.len();
         seq += 1;
     }
+    state.replaying(false);
     let durable_end = sb.log_durable as usize;
     if pos < durable_end {
         return Err(Error::corrupt(
