@@ -130,15 +130,14 @@ impl RecordBuf {
         access_hash: Option<i64>,
         min: bool,
     ) -> RecordBuf {
+        // The fixed fields in one copy rather than four growth checks.
+        let mut fixed = [0u8; FIXED_LEN];
+        fixed[0..4].copy_from_slice(&account.to_le_bytes());
+        fixed[4..12].copy_from_slice(&peer_id.to_le_bytes());
+        fixed[12..20].copy_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
+        fixed[20] = (u8::from(access_hash.is_some()) * HAS_HASH) | (u8::from(min) * MIN);
         buf.clear();
-        buf.extend_from_slice(&account.to_le_bytes());
-        buf.extend_from_slice(&peer_id.to_le_bytes());
-        buf.extend_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
-        buf.extend_from_slice(&[
-            (u8::from(access_hash.is_some()) * HAS_HASH) | (u8::from(min) * MIN),
-            0,
-            0,
-        ]);
+        buf.extend_from_slice(&fixed);
         let mut error = None;
         if account > MAX_ACCOUNT {
             error = Some(format!("account number {account} exceeds {MAX_ACCOUNT}"));
