@@ -18,8 +18,9 @@
 //! generation: then the caller asks the state under its read lock. The
 //! writer adds a name there before the state changes its owner, so a
 //! reader that does not find it there reads an owner that was right as of
-//! some commit. (A read lock is two atomic read-modify-writes, ~20 ns on
-//! this machine: a quarter of a username lookup.)
+//! some commit. (Every reader writes the read lock's counter: with two
+//! threads resolving usernames at once, each lookup took 330-390 ns under
+//! the lock and takes 76 ns without it.)
 
 use crate::format::index::{IdTable, NameKind, id_hash};
 use crate::rcu::Rcu;
@@ -325,39 +326,24 @@ impl Lookup {
 
     /// Writer: a peer was put (`Some`) or deleted (`None`).
     pub fn set(&self, key: u64, value: Option<Found>) {
-        let view = self.cell.writer_view();
-        if view.recent.set(key, value) {
-            return;
+        if !self.cell.writer_view().recent.set(key, value) {
+            // Full: a table twice the size.
+            self.set_many(vec![(key, value)]);
         }
-        let recent = Recent::with_capacity(view.recent.entries.len() * 2);
-        for (k, v) in view.recent.entries() {
-            recent.set(k, v);
-        }
-        recent.set(key, value);
-        let names = view.names.clone();
-        self.cell
-            .replace(View::new(view.table.clone(), Arc::new(recent), names));
     }
 
     /// Writer: the owner of the name with this hash is about to change.
     /// Called before the state changes it (see the module docs).
     pub fn name_changed(&self, hash: u64) {
-        let view = self.cell.writer_view();
-        if view.names.insert(hash) {
-            return;
+        if !self.cell.writer_view().names.insert(hash) {
+            // Full: a set twice the size.
+            self.names_changed(std::iter::once(hash));
         }
-        let names = ChangedNames::with_capacity(view.names.slots.len() * 2);
-        for h in view.names.hashes() {
-            names.insert(h);
-        }
-        names.insert(hash);
-        let recent = view.recent.clone();
-        self.cell
-            .replace(View::new(view.table.clone(), recent, Arc::new(names)));
     }
 
     /// Writer: [`Lookup::set`] for many peers at once (later entries win),
-    /// in one table of the right size.
+    /// in a new table of the right size (at least twice what a full one
+    /// holds).
     pub fn set_many(&self, changes: Vec<(u64, Option<Found>)>) {
         if changes.is_empty() {
             return;
@@ -372,8 +358,8 @@ impl Lookup {
             .replace(View::new(view.table.clone(), Arc::new(recent), names));
     }
 
-    /// Writer: [`Lookup::name_changed`] for many names at once, in one
-    /// table of the right size.
+    /// Writer: [`Lookup::name_changed`] for many names at once, in a new
+    /// set of the right size (at least twice what a full one holds).
     pub fn names_changed(&self, hashes: impl ExactSizeIterator<Item = u64>) {
         let view = self.cell.writer_view();
         let names = ChangedNames::with_capacity(2 * (view.names.len() + hashes.len()) + 1);
