@@ -474,9 +474,17 @@ impl State {
                     .map_err(|_| Error::Invalid("malformed peer record".into()))?;
                 let key = new.key();
                 let old = self.before_change(key, track)?;
-                self.release_names(key, old, Some(&new))?;
+                self.release_names(key, old.as_ref(), Some(&new))?;
                 for (kind, name) in names_of(&new) {
-                    self.set_owner(kind, new.account(), name, Some(key));
+                    // A name the peer already had stays its own (the writer
+                    // takes a name from its old holder in the same commit):
+                    // leaving it alone keeps it resolving without a lock.
+                    let had = old.as_ref().is_some_and(|(_, names)| {
+                        names.iter().any(|(k, n)| *k == kind && same(kind, n, name))
+                    });
+                    if !had {
+                        self.set_owner(kind, new.account(), name, Some(key));
+                    }
                 }
                 self.publish(key, Some((new.access_hash(), new.flags())));
                 self.peers
@@ -487,7 +495,7 @@ impl State {
                 let Some(old) = self.before_change(key, track)? else {
                     return Ok(());
                 };
-                self.release_names(key, Some(old), None)?;
+                self.release_names(key, Some(&old), None)?;
                 self.publish(key, None);
                 self.peers.overlay.insert(key, None);
                 self.peers.live -= 1;
@@ -530,7 +538,7 @@ impl State {
     fn release_names(
         &mut self,
         key: u64,
-        old: Option<OldNames>,
+        old: Option<&OldNames>,
         new: Option<&PeerRecordRef<'_>>,
     ) -> Result<()> {
         let Some((account, names)) = old else {
@@ -544,11 +552,11 @@ impl State {
             return Ok(());
         };
         for (kind, name) in names {
-            let kept = new.is_some_and(|r| has_name(r, kind, &name));
+            let kept = new.is_some_and(|r| has_name(r, *kind, name));
             // A name the peer lost to another peer in the same commit is
             // already that peer's.
-            if !kept && self.owner(kind, account, &name)? == Some(key) {
-                self.set_owner(kind, account, &name, None);
+            if !kept && self.owner(*kind, *account, name)? == Some(key) {
+                self.set_owner(*kind, *account, name, None);
             }
         }
         Ok(())

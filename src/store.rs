@@ -1258,6 +1258,45 @@ mod tests {
         (file, store)
     }
 
+    /// Which names resolve without the lock after a compaction: one whose
+    /// holder was re-saved with new fields but the same names still does;
+    /// a name that moved to another peer, and the name it replaced, do not.
+    #[test]
+    fn names_stay_lock_free_until_their_owner_changes() {
+        use crate::format::index::{NameKind, name_hash};
+        use crate::format::peer_record::{PeerRecord, peer_key};
+        let store = Store::memory();
+        let rec = |id: i64, hash: i64, name: &str| PeerRecord {
+            peer_id: id,
+            access_hash: Some(hash),
+            usernames: vec![name.into()],
+            ..Default::default()
+        };
+        store
+            .put_peer_records(vec![rec(1, 10, "alice"), rec(2, 20, "bob")])
+            .unwrap();
+        store.compact().unwrap();
+        let lock_free = |name: &str| {
+            let h = name_hash(NameKind::Username, 0, name);
+            store.lookup().name(h, NameKind::Username, 0, name)
+        };
+        assert_eq!(lock_free("alice"), Some(Some((peer_key(0, 1), Some(10)))));
+        // Same name, new access hash (and case): still lock-free, new hash.
+        store.put_peer_records(vec![rec(1, 11, "Alice")]).unwrap();
+        assert_eq!(lock_free("alice"), Some(Some((peer_key(0, 1), Some(11)))));
+        // Peer 2 takes a new name: both names go to the locked path, which
+        // answers from the state.
+        store.put_peer_records(vec![rec(2, 20, "carol")]).unwrap();
+        assert_eq!(lock_free("bob"), None);
+        assert_eq!(lock_free("carol"), None);
+        assert_eq!(store.peer_id_by_username(0, "bob").unwrap(), None);
+        assert_eq!(store.peer_id_by_username(0, "carol").unwrap(), Some(2));
+        assert_eq!(
+            store.resolve_username(0, "ALICE").unwrap(),
+            Some((1, Some(11)))
+        );
+    }
+
     /// Regression (found by fuzzing): a checkpoint that folded the peer
     /// table down to zero peers wrote an index naming the offset of a
     /// segment it never kept, next to an all-zero segment reference. The
