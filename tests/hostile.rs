@@ -651,50 +651,42 @@ fn index_header_fields() {
     let mut img = b.img.clone();
     img[at + index::HEADER_CRC_OFFSET] ^= 1;
     check(&b, img, &Expect::Rebuilt, "index header_crc");
-    // A slot that lies: the first used id slot's access hash.
+    // Slots that lie. The first used slot of a table of `size`-byte slots
+    // starting at `from`, and the image with one of its bytes flipped.
     let h = index::Header::decode(&b.img[at..at + b.sb.index.len as usize]).unwrap();
-    let slot = (0..h.id_slots as usize)
-        .map(|i| at + index::HEADER_LEN + 24 * i)
-        .find(|&s| get_u64(&b.img, s) != 0)
-        .unwrap();
-    let mut img = b.img.clone();
-    img[slot + 8] ^= 1;
+    let first_used = |from: usize, size: usize| {
+        (0..)
+            .map(|i| from + size * i)
+            .find(|&s| get_u64(&b.img, s) != 0)
+            .unwrap()
+    };
+    let flipped = |at: usize, mask: u8| {
+        let mut img = b.img.clone();
+        img[at] ^= mask;
+        img
+    };
+    let id = first_used(at + index::HEADER_LEN, 24);
+    let name = first_used(at + index::HEADER_LEN + 24 * h.id_slots as usize, 16);
+    let finds = |slot: usize| Expect::VerifyFinds(slot as u64);
+    check(&b, flipped(id + 8, 1), &finds(id), "id slot access hash");
+    // Stored probe distances: `loc` bits 48-63 (names: `hash_id` 4).
     check(
         &b,
-        img,
-        &Expect::VerifyFinds(slot as u64),
-        "id slot access hash",
-    );
-    // Its stored probe distance (loc bits 48-63).
-    let mut img = b.img.clone();
-    img[slot + 16 + 6] ^= 1;
-    check(
-        &b,
-        img,
-        &Expect::VerifyFinds(slot as u64),
+        flipped(id + 16 + 6, 1),
+        &finds(id),
         "id slot probe distance",
     );
-    let mut img = b.img.clone();
-    img[slot + 16] ^= 0x40; // entry offset
     check(
         &b,
-        img,
+        flipped(name + 8 + 6, 1),
+        &finds(name),
+        "name slot probe distance",
+    );
+    check(
+        &b,
+        flipped(id + 16, 0x40), // entry offset
         &Expect::VerifyFindsSomething,
         "id slot entry offset",
-    );
-    // The first used username slot's stored probe distance (`hash_id` 4).
-    let names = at + index::HEADER_LEN + 24 * h.id_slots as usize;
-    let slot = (0..h.name_slots as usize)
-        .map(|i| names + 16 * i)
-        .find(|&s| get_u64(&b.img, s) != 0)
-        .unwrap();
-    let mut img = b.img.clone();
-    img[slot + 8 + 6] ^= 1;
-    check(
-        &b,
-        img,
-        &Expect::VerifyFinds(slot as u64),
-        "name slot probe distance",
     );
     eprintln!("hostile: {} index cases", n + 4);
 }
