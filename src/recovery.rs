@@ -483,7 +483,7 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
             crate::format::peer_record::PeerRecordRef::parse(b).ok()?,
         ))
     });
-    let bytes = index::build(parsed, seg_ref.offset, opts.index_load);
+    let bytes = index::build(parsed, recs.len(), seg_ref.offset, opts.index_load);
     g.header = index::Header::decode(&bytes).map_err(|e| Error::corrupt(sb.index.offset, e))?;
     g.index = Region::Heap(bytes);
     Ok((g, true))

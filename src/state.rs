@@ -59,7 +59,7 @@ pub(crate) struct PeerGen {
 
 impl PeerGen {
     pub fn empty(load: f64) -> PeerGen {
-        let region = index::build(std::iter::empty(), 0, load);
+        let region = index::build(std::iter::empty(), 0, 0, load);
         let header = index::Header::decode(&region).expect("a freshly built index is valid");
         PeerGen {
             seg: Region::Heap(vec![]),

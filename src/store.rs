@@ -987,17 +987,34 @@ impl Inner {
                 || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 2)
                 || over(w.track.peer_seg_dead, table.seg_ref.len);
             if fold {
+                // Records go out in id-hash order, the order the index
+                // build places them in (see `index::fill`): the old
+                // segment is in that order already, so the changed peers
+                // are sorted and merged into it.
+                let mut changed: Vec<(u64, &[u8])> = p
+                    .overlay
+                    .iter()
+                    .filter_map(|(&k, r)| Some((index::id_hash(k), r.as_deref()?)))
+                    .collect();
+                changed.sort_unstable_by_key(|e| e.0);
+                let mut changed = changed.into_iter().peekable();
                 let mut seg = Vec::with_capacity(table.seg.len());
                 let mut count = 0u64;
                 for e in table.records() {
                     let (_, r) = e?;
-                    if !p.overlay.contains_key(&r.key()) {
-                        segment::put_peer(&mut seg, r.bytes());
+                    if p.overlay.contains_key(&r.key()) {
+                        continue;
+                    }
+                    let h = index::id_hash(r.key());
+                    while let Some((_, c)) = changed.next_if(|&(ch, _)| ch < h) {
+                        segment::put_peer(&mut seg, c);
                         count += 1;
                     }
+                    segment::put_peer(&mut seg, r.bytes());
+                    count += 1;
                 }
-                for r in p.overlay.values().flatten() {
-                    segment::put_peer(&mut seg, r);
+                for (_, c) in changed {
+                    segment::put_peer(&mut seg, c);
                     count += 1;
                 }
                 if seg.len() as u64 > index::MAX_SEGMENT {
@@ -1054,11 +1071,14 @@ impl Inner {
             } else {
                 w.alloc(seg.len() as u64, at_end).0
             };
+            // Every record here was checked: the old segment's as the
+            // fold read them, the overlay's when they were committed.
             *index_bytes = index::build(
                 segment::peers(seg).filter_map(|e| {
                     let (off, b) = e.ok()?;
-                    Some((off as u64, PeerRecordRef::parse(b).ok()?))
+                    Some((off as u64, PeerRecordRef::checked_before(b).ok()?))
                 }),
+                *count as usize,
                 seg_ext.offset,
                 opts.index_load,
             );
@@ -1295,6 +1315,53 @@ mod tests {
             store.resolve_username(0, "ALICE").unwrap(),
             Some((1, Some(11)))
         );
+    }
+
+    /// Every fold writes the peer segment in id-hash order (the merge and
+    /// the index build rely on it for speed only), keeping every peer's
+    /// newest record once: peers changed in between, new ones, deleted ones.
+    #[test]
+    fn folds_write_the_peer_segment_in_id_hash_order() {
+        use crate::format::peer_record::PeerRecord;
+        let store = Store::memory();
+        let rec = |id: i64, hash: i64| PeerRecord {
+            peer_id: id,
+            access_hash: Some(hash),
+            ..Default::default()
+        };
+        let in_order = |store: &Store| {
+            let st = store.inner.state.read();
+            let keys: Vec<(u64, i64)> = st
+                .peers
+                .table
+                .records()
+                .map(|e| e.map(|(_, r)| (index::id_hash(r.key()), r.access_hash().unwrap())))
+                .collect::<Result<_>>()
+                .unwrap();
+            assert!(
+                keys.is_sorted_by_key(|k| k.0),
+                "segment not in id-hash order"
+            );
+            keys.len()
+        };
+        store
+            .put_peer_records((1..=500).map(|i| rec(i, i)).collect())
+            .unwrap();
+        store.compact().unwrap();
+        assert_eq!(in_order(&store), 500);
+        store
+            .put_peer_records((250..=750).map(|i| rec(i, -i)).collect())
+            .unwrap();
+        for i in 1..=100 {
+            store.delete_peer_record(0, i).unwrap();
+        }
+        store.compact().unwrap();
+        assert_eq!(in_order(&store), 650);
+        for i in 101..=750 {
+            let want = if i < 250 { i } else { -i };
+            assert_eq!(store.peer_access_hash(0, i), Some(Some(want)), "peer {i}");
+        }
+        assert!(store.verify().unwrap().is_ok());
     }
 
     /// Regression (found by fuzzing): a checkpoint that folded the peer

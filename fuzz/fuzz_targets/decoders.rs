@@ -115,7 +115,7 @@ fn peer_record(data: &[u8]) {
         assert_eq!(w.buf, r.tail(), "peer tail re-encodes");
     }
     // The index builder over the record, then lookups through it.
-    let bytes = index::build(std::iter::once((0u64, r)), 8192, 0.75);
+    let bytes = index::build(std::iter::once((0u64, r)), 1, 8192, 0.75);
     let view = IndexView::new(&bytes).expect("a built index decodes");
     assert!(index::slots_crc_ok(&bytes, &view.header));
     assert!(

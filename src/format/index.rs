@@ -248,6 +248,36 @@ fn robin_hood_insert<T: Copy>(table: &mut [T], mut entry: T, hash_of: impl Fn(&T
     }
 }
 
+/// Fills an empty `table` with `(hash, entry)` pairs in Robin Hood order.
+///
+/// `start` is monotone in the hash, so in hash order the entries' homes
+/// never decrease, and each one belongs in the first free slot at or
+/// after its home: one sequential pass instead of a probe walk (and a
+/// cache miss) per entry. Checkpoints write the peer segment in id-hash
+/// order, so the ids arrive sorted; names are sorted here. The few
+/// entries that run past the last slot wrap to the front through
+/// [`robin_hood_insert`], which keeps the order.
+fn fill<T: Copy>(table: &mut [T], mut entries: Vec<(u64, T)>, hash_of: impl Fn(&T) -> Option<u64>) {
+    if !entries.is_sorted_by_key(|e| e.0) {
+        entries.sort_unstable_by_key(|e| e.0);
+    }
+    let n = table.len();
+    let mut free = 0;
+    let mut wrapped = Vec::new();
+    for (h, entry) in entries {
+        let at = start(h, n).max(free);
+        if at < n {
+            table[at] = entry;
+            free = at + 1;
+        } else {
+            wrapped.push(entry);
+        }
+    }
+    for entry in wrapped {
+        robin_hood_insert(table, entry, &hash_of);
+    }
+}
+
 fn start(hash: u64, slots: usize) -> usize {
     ((hash as u128 * slots as u128) >> 64) as usize
 }
@@ -621,19 +651,22 @@ fn slots_for(count: usize, load: f64) -> usize {
 
 /// Builds an index region for the records of a peer segment.
 /// `records` yields `(offset in segment, record)`; keys must be unique.
+/// `count` is how many it will yield, if known (a capacity hint, 0 if not).
 /// Each record is read once; the tables are sized from what was gathered.
 pub fn build<'r>(
     records: impl Iterator<Item = (u64, PeerRecordRef<'r>)>,
+    count: usize,
     segment_offset: u64,
     load: f64,
 ) -> Vec<u8> {
-    build_scheme(records, segment_offset, load, HASH_ID)
+    build_scheme(records, count, segment_offset, load, HASH_ID)
 }
 
 /// [`build`] for any `hash_id` a reader accepts: older schemes are written
 /// only to test that files from older writers still read.
 pub fn build_scheme<'r>(
     records: impl Iterator<Item = (u64, PeerRecordRef<'r>)>,
+    count: usize,
     segment_offset: u64,
     load: f64,
     hash_id: u32,
@@ -644,22 +677,36 @@ pub fn build_scheme<'r>(
     } else {
         name_hash_fnv
     };
-    let mut ids: Vec<IdSlot> = Vec::new();
-    let mut names: Vec<(u64, u64)> = Vec::new();
-    let mut phones: Vec<(u64, u64)> = Vec::new();
+    // `count` (the caller's record count) sizes the id list once: growing
+    // it by doubling copies and page-faults it again at each step.
+    let mut ids: Vec<(u64, IdSlot)> = Vec::with_capacity(count);
+    let mut names: Vec<(u64, NameSlot)> = Vec::new();
+    let mut phones: Vec<(u64, NameSlot)> = Vec::new();
+    let name_slot = |hash: u64, off: u64| {
+        (
+            hash,
+            NameSlot {
+                hash: hash.to_le_bytes(),
+                loc: off.to_le_bytes(),
+            },
+        )
+    };
     for (off, r) in records {
-        ids.push(IdSlot {
-            key: r.key().to_le_bytes(),
-            access_hash: r.access_hash().unwrap_or(0).to_le_bytes(),
-            loc: ((off & OFFSET_MASK) | ((r.flags() as u64) << 40)).to_le_bytes(),
-        });
+        ids.push((
+            id_hash(r.key()),
+            IdSlot {
+                key: r.key().to_le_bytes(),
+                access_hash: r.access_hash().unwrap_or(0).to_le_bytes(),
+                loc: ((off & OFFSET_MASK) | ((r.flags() as u64) << 40)).to_le_bytes(),
+            },
+        ));
         names.extend(
             r.usernames()
-                .map(|u| (hash(NameKind::Username, r.account(), u), off)),
+                .map(|u| name_slot(hash(NameKind::Username, r.account(), u), off)),
         );
         phones.extend(
             r.phone()
-                .map(|p| (hash(NameKind::Phone, r.account(), p), off)),
+                .map(|p| name_slot(hash(NameKind::Phone, r.account(), p), off)),
         );
     }
     let mut header = Header {
@@ -677,29 +724,16 @@ pub fn build_scheme<'r>(
         let (id_bytes, rest) = region[HEADER_LEN..].split_at_mut(header.id_slots as usize * 24);
         let (nm, ph) = rest.split_at_mut(header.name_slots as usize * 16);
         let table: &mut [IdSlot] = bytemuck::cast_slice_mut(id_bytes);
-        let id_of = |s: &IdSlot| (s.key() != 0).then(|| id_hash(s.key()));
-        for slot in ids {
-            robin_hood_insert(table, slot, id_of);
-        }
+        fill(table, ids, |s| (s.key() != 0).then(|| id_hash(s.key())));
         let n = table.len();
         for (i, s) in table.iter_mut().enumerate() {
             if s.key() != 0 && hash_id >= HASH_ID_DISTANCE {
                 s.loc = (le_u64(&s.loc) | stored_distance(i, s.key(), n) << 48).to_le_bytes();
             }
         }
-        let name_of = |s: &NameSlot| (s.hash() != 0).then(|| s.hash());
         for (bytes, entries) in [(nm, names), (ph, phones)] {
             let table: &mut [NameSlot] = bytemuck::cast_slice_mut(bytes);
-            for (hash, off) in entries {
-                robin_hood_insert(
-                    table,
-                    NameSlot {
-                        hash: hash.to_le_bytes(),
-                        loc: off.to_le_bytes(),
-                    },
-                    name_of,
-                );
-            }
+            fill(table, entries, |s| (s.hash() != 0).then(|| s.hash()));
             let n = table.len();
             for (i, s) in table.iter_mut().enumerate() {
                 if s.hash() != 0 && hash_id >= HASH_ID_WORDS {
@@ -756,7 +790,7 @@ mod tests {
     #[test]
     fn roundtrip() {
         let seg = segment_of(1000);
-        let region = build(recs(&seg), 8192, 0.75);
+        let region = build(recs(&seg), 0, 8192, 0.75);
         let v = IndexView::new(&region).unwrap();
         assert!(slots_crc_ok(&region, &v.header));
         for (off, r) in recs(&seg) {
@@ -774,7 +808,7 @@ mod tests {
     #[test]
     fn detects_corruption() {
         let seg = segment_of(50);
-        let region = build(recs(&seg), 8192, 0.75);
+        let region = build(recs(&seg), 0, 8192, 0.75);
         for i in 0..HEADER_LEN {
             let mut bad = region.clone();
             bad[i] ^= 4;
@@ -793,6 +827,52 @@ mod tests {
         assert!(v.get(12345).is_none());
     }
 
+    /// `fill` gives Robin Hood order (each used slot at most one further
+    /// from its home than the slot before it, at its home after an empty
+    /// one) with every entry present, sorted input or not, including
+    /// entries whose homes crowd the end of the table and wrap.
+    #[test]
+    fn fill_places_in_robin_hood_order_and_wraps() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (count, slots, crowd) in [(90, 100, 0), (90, 100, 40), (50, 51, 50), (1, 1, 1)] {
+            // `crowd` entries hash into the last tenth of the table.
+            let mut hashes: Vec<u64> = (0..count)
+                .map(|i| match next() {
+                    h if i < crowd => h | 0xF000_0000_0000_0000,
+                    h => h.max(1),
+                })
+                .collect();
+            for sorted in [false, true] {
+                if sorted {
+                    hashes.sort_unstable();
+                }
+                let mut table = vec![0u64; slots];
+                fill(&mut table, hashes.iter().map(|&h| (h, h)).collect(), |&h| {
+                    (h != 0).then_some(h)
+                });
+                let dist = |i: usize| distance(i, start(table[i], slots), slots);
+                for i in 0..slots {
+                    let prev = (i + slots - 1) % slots;
+                    if table[i] != 0 {
+                        let limit = if table[prev] == 0 { 0 } else { dist(prev) + 1 };
+                        assert!(dist(i) <= limit, "slot {i} out of order ({count}/{slots})");
+                    }
+                }
+                let mut placed: Vec<u64> = table.iter().copied().filter(|&h| h != 0).collect();
+                let mut want = hashes.clone();
+                placed.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(placed, want);
+            }
+        }
+    }
+
     /// Tables are written in Robin Hood order with each slot's distance,
     /// and lookups that stop early on that order (with stored distances,
     /// with hashed ones, or not at all for `hash_id` 1) still find every
@@ -807,7 +887,7 @@ mod tests {
             HASH_ID_DISTANCE,
             HASH_ID_WORDS,
         ] {
-            let region = build_scheme(recs(&seg), 8192, 0.9, scheme);
+            let region = build_scheme(recs(&seg), 0, 8192, 0.9, scheme);
             let v = IndexView::new(&region).unwrap();
             assert_eq!(v.header.hash_id, scheme);
             let ids = v.id_slots();
@@ -938,7 +1018,7 @@ mod tests {
     #[test]
     fn any_alignment() {
         let seg = segment_of(100);
-        let region = build(recs(&seg), 8192, 0.75);
+        let region = build(recs(&seg), 0, 8192, 0.75);
         for shift in 0..8 {
             let mut buf = vec![0u8; shift];
             buf.extend_from_slice(&region);
