@@ -51,9 +51,16 @@ struct Entry {
 /// Peers changed since the generation: open addressing, linear probing,
 /// power-of-two size, at most half full, never shrinks (a new generation
 /// comes with a new, empty table).
+///
+/// A bit array in front of the entries (four bits per slot, one set per
+/// key, never cleared) answers most lookups of unchanged peers: a bot that
+/// re-saves peers all day keeps this table large, and probing it cost
+/// every id lookup a second cache miss (30% of 1M peers changed: 55-61 ns
+/// per lookup instead of 33).
 #[derive(Debug)]
 pub(crate) struct Recent {
     entries: Box<[Entry]>,
+    filter: Box<[AtomicU64]>,
     len: AtomicUsize,
 }
 
@@ -68,6 +75,8 @@ impl Recent {
                     meta: AtomicU64::new(0),
                 })
                 .collect(),
+            // 4 bits per slot: 64 bits per 16 slots.
+            filter: (0..slots / 16).map(|_| AtomicU64::new(0)).collect(),
             len: AtomicUsize::new(0),
         }
     }
@@ -76,10 +85,24 @@ impl Recent {
         id_hash(key) as usize & (self.entries.len() - 1)
     }
 
+    /// `key`'s word and bit in the filter, from the hash bits the slot
+    /// does not use (the table has far fewer than 2^32 slots).
+    #[inline]
+    fn filter_bit(&self, key: u64) -> (&AtomicU64, u64) {
+        let bit = (id_hash(key) >> 32) as usize & (self.filter.len() * 64 - 1);
+        (&self.filter[bit / 64], 1 << (bit % 64))
+    }
+
     /// `None`: not changed since the generation; `Some(None)`: deleted.
     #[inline]
     pub fn get(&self, key: u64) -> Option<Option<Found>> {
         if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        // The writer sets the bit before it publishes the entry, so a
+        // clear bit is an entry this reader could not have seen anyway.
+        let (word, bit) = self.filter_bit(key);
+        if word.load(Ordering::Relaxed) & bit == 0 {
             return None;
         }
         let mask = self.entries.len() - 1;
@@ -120,9 +143,11 @@ impl Recent {
                     if (self.len.load(Ordering::Relaxed) + 1) * 2 > self.entries.len() {
                         return false;
                     }
+                    let (word, bit) = self.filter_bit(key);
+                    word.store(word.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
                     e.hash.store(hash, Ordering::Relaxed);
                     e.meta.store(meta, Ordering::Relaxed);
-                    // Publishes hash and meta with the key.
+                    // Publishes the filter bit, hash and meta with the key.
                     e.key.store(key, Ordering::Release);
                     // One writer: a store, not a locked read-modify-write.
                     let len = self.len.load(Ordering::Relaxed);
@@ -413,6 +438,28 @@ mod tests {
         assert_eq!(l.get(1000), None);
         l.install(Arc::new(PeerGen::empty(0.75)));
         assert_eq!(l.get(5), None);
+    }
+
+    /// The filter answers most lookups of peers that did not change
+    /// without a probe, and never hides one that did.
+    #[test]
+    fn recent_filter_passes_changed_peers_and_few_others() {
+        let r = Recent::with_capacity(1 << 12);
+        for k in 1..=1000u64 {
+            assert!(r.set(k * 7919, Some((Some(1), HAS_HASH as u8))));
+        }
+        let passes = |k: u64| {
+            let (word, bit) = r.filter_bit(k);
+            word.load(Ordering::Relaxed) & bit != 0
+        };
+        assert!((1..=1000u64).all(|k| passes(k * 7919)));
+        let others = (1..=10_000u64).filter(|&k| passes(k * 7919 + 1)).count();
+        // 1000 keys in 16,384 bits: about 6% of other keys pass.
+        assert!(
+            others < 1_000,
+            "{others} of 10,000 unchanged keys pass the filter"
+        );
+        assert_eq!(r.get(7919 + 1), None);
     }
 
     /// Growing either table keeps the other's entries; a new generation
