@@ -26,7 +26,9 @@ use crate::format::superblock::{self, COUNTER_LIMIT, Extent, SegmentRef, Superbl
 use crate::format::{DATA_START, NUM_BUCKETS, PAGE, masked_crc, page_round};
 use crate::io::{FileBackend, MemFile, RawFile};
 use crate::mmap::Region;
-use crate::state::{FastMap, NameOwners, OldNames, PeerGen, State, Tracking, names_of, old_names};
+use crate::state::{
+    FastMap, NameOwners, OldNames, PeerGen, State, Tracking, carry_size, names_of, old_names,
+};
 use parking_lot::{Mutex, RwLock};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -946,15 +948,15 @@ impl Inner {
                     continue;
                 }
                 let map = &st.maps[b];
-                let carry_len: u64 = t
-                    .dirty
-                    .iter()
-                    .map(|(k, &in_seg)| match map.get(k) {
-                        Some(v) => 10 + (k.len() + v.len()) as u64,
-                        None if in_seg > 0 => 6 + k.len() as u64,
-                        None => 0,
-                    })
-                    .sum();
+                let carry_len = t.carry_bytes;
+                debug_assert_eq!(
+                    carry_len,
+                    t.dirty
+                        .iter()
+                        .map(|(k, &in_seg)| carry_size(k.len(), map.get(k).map(Vec::len), in_seg))
+                        .sum::<u64>(),
+                    "bucket {b}: carry size out of step with its changes"
+                );
                 if force || over(t.seg_dead, seg.len) || carry_len > opts.log_size / 4 {
                     let mut bytes = Vec::with_capacity(t.live_bytes as usize);
                     for (k, v) in map {
@@ -1202,6 +1204,7 @@ impl Inner {
             let t = &mut w.track.buckets[*b];
             t.dirty.clear();
             t.seg_dead = 0;
+            t.carry_bytes = 0;
         }
         for (b, t) in w.track.buckets.iter_mut().enumerate() {
             t.log_bytes = carried_bytes[b];
