@@ -31,6 +31,7 @@
 //! counter. Queue and dedup sequence numbers continue from the largest live
 //! one.
 
+use crate::key::Key;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -115,7 +116,7 @@ fn prefixed<'s>(
     st: &'s State,
     bucket: u8,
     prefix: &[u8],
-) -> std::collections::btree_map::Range<'s, Vec<u8>, Vec<u8>> {
+) -> std::collections::btree_map::Range<'s, Key, Vec<u8>> {
     let end = prefix_end(prefix);
     let hi = match &end {
         Some(e) => Bound::Excluded(e.as_slice()),
@@ -248,7 +249,7 @@ impl Store {
                 changes.extend(prefixed(st, b, &prefix).map(|(k, _)| {
                     Change::Op(Op::Delete {
                         bucket: b,
-                        key: k.clone(),
+                        key: k.to_vec(),
                     })
                 }));
             }

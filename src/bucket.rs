@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::format::commit::Op;
 use crate::store::{Change, MAX_KEY_LEN, RAW, Store, check_put};
+use std::ops::Bound;
 
 /// A named raw bucket. Cheap to clone; see [`Store::bucket`].
 ///
@@ -62,7 +63,9 @@ impl Bucket {
     /// The value under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let k = self.full(key)?;
-        Ok(self.store.read(|st| st.maps[RAW as usize].get(&k).cloned()))
+        Ok(self
+            .store
+            .read(|st| st.maps[RAW as usize].get(k.as_slice()).cloned()))
     }
 
     /// Sets `key` to `value` (one commit).
@@ -82,7 +85,7 @@ impl Bucket {
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         let key = self.full(key)?;
         self.store.transact(false, |st| {
-            if st.maps[RAW as usize].contains_key(&key) {
+            if st.maps[RAW as usize].contains_key(key.as_slice()) {
                 Ok((vec![Change::Op(Op::Delete { bucket: RAW, key })], true))
             } else {
                 Ok((vec![], false))
@@ -96,7 +99,7 @@ impl Bucket {
         let skip = self.prefix.len();
         Ok(self.store.read(|st| {
             st.maps[RAW as usize]
-                .range(p.clone()..)
+                .range::<[u8], _>((Bound::Included(p.as_slice()), Bound::Unbounded))
                 .take_while(|(k, _)| k.starts_with(&p))
                 .map(|(k, v)| (k[skip..].to_vec(), v.clone()))
                 .collect()
@@ -107,7 +110,7 @@ impl Bucket {
     pub fn len(&self) -> usize {
         self.store.read(|st| {
             st.maps[RAW as usize]
-                .range(self.prefix.clone()..)
+                .range::<[u8], _>((Bound::Included(self.prefix.as_slice()), Bound::Unbounded))
                 .take_while(|(k, _)| k.starts_with(&self.prefix))
                 .count()
         })

@@ -15,6 +15,7 @@ pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
 pub mod io;
+mod key;
 mod lookup;
 mod mmap;
 mod peers;

@@ -9,6 +9,7 @@ use crate::format::index::{self, IndexView, NameKind, name_hash};
 use crate::format::peer_record::{self, PeerRecordRef};
 use crate::format::segment;
 use crate::format::superblock::{Extent, SegmentRef};
+use crate::key::Key;
 use crate::lookup::{Found, Lookup};
 use crate::mmap::Region;
 use std::collections::{BTreeMap, HashMap};
@@ -298,7 +299,7 @@ impl BucketTrack {
     /// First change to `key` since the segment: remember what the segment
     /// held. Returns whether `key` had changed before, and the size of its
     /// segment entry (0: none).
-    fn touch(&mut self, map: &BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8]) -> (bool, u32) {
+    fn touch(&mut self, map: &BTreeMap<Key, Vec<u8>>, key: &[u8]) -> (bool, u32) {
         if let Some(&in_seg) = self.dirty.get(key) {
             return (true, in_seg);
         }
@@ -348,7 +349,7 @@ pub(crate) struct Tracking {
 
 #[derive(Debug)]
 pub(crate) struct State {
-    pub maps: [BTreeMap<Vec<u8>, Vec<u8>>; NUM_BUCKETS],
+    pub maps: [BTreeMap<Key, Vec<u8>>; NUM_BUCKETS],
     pub peers: PeerState,
 }
 
@@ -506,7 +507,7 @@ impl State {
                 t.log_bytes += op_len;
                 t.live_bytes += segment::entry_len(&key, &value) as u64;
                 let (klen, vlen) = (key.len(), value.len());
-                let old = self.maps[b].insert(key, value);
+                let old = self.maps[b].insert(Key::from(key), value);
                 if let Some(old) = &old {
                     t.live_bytes -= (8 + klen + old.len()) as u64;
                 }
@@ -517,7 +518,7 @@ impl State {
                 let t = &mut track.buckets[b];
                 let changed = t.touch(&self.maps[b], &key);
                 t.log_bytes += op_len;
-                let old = self.maps[b].remove(&key);
+                let old = self.maps[b].remove(key.as_slice());
                 if let Some(old) = &old {
                     t.live_bytes -= segment::entry_len(&key, old) as u64;
                 }

@@ -953,7 +953,11 @@ impl Inner {
                     carry_len,
                     t.dirty
                         .iter()
-                        .map(|(k, &in_seg)| carry_size(k.len(), map.get(k).map(Vec::len), in_seg))
+                        .map(|(k, &in_seg)| carry_size(
+                            k.len(),
+                            map.get(k.as_slice()).map(Vec::len),
+                            in_seg
+                        ))
                         .sum::<u64>(),
                     "bucket {b}: carry size out of step with its changes"
                 );
@@ -965,7 +969,7 @@ impl Inner {
                     new_segs.push((b, bytes, map.len() as u64));
                 } else {
                     for (k, &in_seg) in &t.dirty {
-                        match map.get(k) {
+                        match map.get(k.as_slice()) {
                             Some(v) => carry.push(Op::Put {
                                 bucket: b as u8,
                                 key: k.clone(),
