@@ -31,7 +31,7 @@
 //! counter. Queue and dedup sequence numbers continue from the largest live
 //! one.
 
-use crate::key::Key;
+use crate::bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -116,7 +116,7 @@ fn prefixed<'s>(
     st: &'s State,
     bucket: u8,
     prefix: &[u8],
-) -> std::collections::btree_map::Range<'s, Key, Vec<u8>> {
+) -> std::collections::btree_map::Range<'s, Bytes, Bytes> {
     let end = prefix_end(prefix);
     let hi = match &end {
         Some(e) => Bound::Excluded(e.as_slice()),
@@ -525,7 +525,7 @@ impl<'a> Transaction<'a> {
                 Change::Op(Op::Put { value, .. }) => Some(value),
                 _ => None,
             },
-            None => self.st.maps[bucket as usize].get(key).map(Vec::as_slice),
+            None => self.st.maps[bucket as usize].get(key).map(|v| &**v),
         }
     }
 
@@ -604,7 +604,7 @@ impl<'a> Transaction<'a> {
     pub(crate) fn stored_meta_prefix(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let p = self.meta_key(prefix)?;
         Ok(prefixed(self.st, META, &p)
-            .map(|(k, v)| (k[p.len()..].to_vec(), v.clone()))
+            .map(|(k, v)| (k[p.len()..].to_vec(), v.to_vec()))
             .collect())
     }
 

@@ -65,7 +65,7 @@ impl Bucket {
         let k = self.full(key)?;
         Ok(self
             .store
-            .read(|st| st.maps[RAW as usize].get(k.as_slice()).cloned()))
+            .read(|st| st.maps[RAW as usize].get(k.as_slice()).map(|v| v.to_vec())))
     }
 
     /// Sets `key` to `value` (one commit).
@@ -101,7 +101,7 @@ impl Bucket {
             st.maps[RAW as usize]
                 .range::<[u8], _>((Bound::Included(p.as_slice()), Bound::Unbounded))
                 .take_while(|(k, _)| k.starts_with(&p))
-                .map(|(k, v)| (k[skip..].to_vec(), v.clone()))
+                .map(|(k, v)| (k[skip..].to_vec(), v.to_vec()))
                 .collect()
         }))
     }

@@ -8,6 +8,7 @@
 
 mod account;
 pub mod bucket;
+mod bytes;
 pub mod codec;
 pub mod conformance;
 mod error;
@@ -15,7 +16,6 @@ pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
 pub mod io;
-mod key;
 mod lookup;
 mod mmap;
 mod peers;

@@ -2,6 +2,7 @@
 //! generation, replay the log written since the last checkpoint, and tell a
 //! torn tail (truncated and reported) from corruption (an error).
 
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::format::commit;
 use crate::format::frame::{self, FrameError};
@@ -10,7 +11,6 @@ use crate::format::segment;
 use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
 use crate::io::RawFile;
-use crate::key::Key;
 use crate::mmap::Region;
 use crate::state::{PeerGen, State, Tracking};
 use crate::store::{BUCKET_NAMES, Options, PEERS, Writer, WriterStats};
@@ -237,7 +237,7 @@ pub(crate) fn load(
     let mut stats = WriterStats::default();
 
     // Generic buckets: read and check every segment.
-    let mut maps: [std::collections::BTreeMap<Key, Vec<u8>>; NUM_BUCKETS] = Default::default();
+    let mut maps: [std::collections::BTreeMap<Bytes, Bytes>; NUM_BUCKETS] = Default::default();
     for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
         let s = sb.segments[b];
         if s.len == 0 {
@@ -255,7 +255,7 @@ pub(crate) fn load(
                 Error::corrupt(s.offset + at as u64, "malformed segment entry")
             })?;
             track.buckets[b].live_bytes += segment::entry_len(k, v) as u64;
-            maps[b].insert(Key::from(k), v.to_vec());
+            maps[b].insert(Bytes::from(k), Bytes::from(v));
         }
         if maps[b].len() as u64 != s.count {
             return Err(Error::corrupt(

@@ -2,6 +2,7 @@
 //! and the peer table as a mapped generation plus a small overlay of the
 //! peers changed since it was written.
 
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::format::NUM_BUCKETS;
 use crate::format::commit::Op;
@@ -9,7 +10,6 @@ use crate::format::index::{self, IndexView, NameKind, name_hash};
 use crate::format::peer_record::{self, PeerRecordRef};
 use crate::format::segment;
 use crate::format::superblock::{Extent, SegmentRef};
-use crate::key::Key;
 use crate::lookup::{Found, Lookup};
 use crate::mmap::Region;
 use std::collections::{BTreeMap, HashMap};
@@ -299,7 +299,7 @@ impl BucketTrack {
     /// First change to `key` since the segment: remember what the segment
     /// held. Returns whether `key` had changed before, and the size of its
     /// segment entry (0: none).
-    fn touch(&mut self, map: &BTreeMap<Key, Vec<u8>>, key: &[u8]) -> (bool, u32) {
+    fn touch(&mut self, map: &BTreeMap<Bytes, Bytes>, key: &[u8]) -> (bool, u32) {
         if let Some(&in_seg) = self.dirty.get(key) {
             return (true, in_seg);
         }
@@ -349,7 +349,7 @@ pub(crate) struct Tracking {
 
 #[derive(Debug)]
 pub(crate) struct State {
-    pub maps: [BTreeMap<Key, Vec<u8>>; NUM_BUCKETS],
+    pub maps: [BTreeMap<Bytes, Bytes>; NUM_BUCKETS],
     pub peers: PeerState,
 }
 
@@ -507,7 +507,7 @@ impl State {
                 t.log_bytes += op_len;
                 t.live_bytes += segment::entry_len(&key, &value) as u64;
                 let (klen, vlen) = (key.len(), value.len());
-                let old = self.maps[b].insert(Key::from(key), value);
+                let old = self.maps[b].insert(Bytes::from(key), Bytes::from(value));
                 if let Some(old) = &old {
                     t.live_bytes -= (8 + klen + old.len()) as u64;
                 }

@@ -955,7 +955,7 @@ impl Inner {
                         .iter()
                         .map(|(k, &in_seg)| carry_size(
                             k.len(),
-                            map.get(k.as_slice()).map(Vec::len),
+                            map.get(k.as_slice()).map(|v| v.len()),
                             in_seg
                         ))
                         .sum::<u64>(),
@@ -973,7 +973,7 @@ impl Inner {
                             Some(v) => carry.push(Op::Put {
                                 bucket: b as u8,
                                 key: k.clone(),
-                                value: v.clone(),
+                                value: v.to_vec(),
                             }),
                             None if in_seg > 0 => carry.push(Op::Delete {
                                 bucket: b as u8,
