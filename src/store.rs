@@ -14,7 +14,7 @@
 //! the old superblock or the new one.
 
 use crate::error::{Error, Result};
-use crate::format::commit::{self, Op};
+use crate::format::commit::{self, Op, OpRef};
 use crate::format::frame;
 use crate::format::index::name_hash;
 use crate::format::index::{self, NameKind};
@@ -935,12 +935,15 @@ impl Inner {
                 .compact_min_dead
                 .max((opts.compact_dead_ratio * len as f64) as u64)
         };
-        let mut carry: Vec<Op> = Vec::new();
+        let mut carry_frame = Vec::new();
         let mut new_segs: Vec<(usize, Vec<u8>, u64)> = Vec::new();
         let mut new_peers: Option<(Vec<u8>, u64, Vec<u8>)> = None;
         let mut carried_bytes = [0u64; NUM_BUCKETS];
         {
             let st = self.state.read();
+            // What the new log must carry, borrowed from the state (copying
+            // each record into an op first was a third of a checkpoint).
+            let mut carry: Vec<OpRef<'_>> = Vec::new();
             for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
                 let t = &w.track.buckets[b];
                 let seg = w.sb.segments[b];
@@ -970,14 +973,14 @@ impl Inner {
                 } else {
                     for (k, &in_seg) in &t.dirty {
                         match map.get(k.as_slice()) {
-                            Some(v) => carry.push(Op::Put {
+                            Some(v) => carry.push(OpRef::Put {
                                 bucket: b as u8,
-                                key: k.clone(),
-                                value: v.to_vec(),
+                                key: k,
+                                value: v,
                             }),
-                            None if in_seg > 0 => carry.push(Op::Delete {
+                            None if in_seg > 0 => carry.push(OpRef::Delete {
                                 bucket: b as u8,
-                                key: k.clone(),
+                                key: k,
                             }),
                             None => {}
                         }
@@ -1003,8 +1006,11 @@ impl Inner {
                     .filter_map(|(&k, r)| Some((index::id_hash(k), r.as_deref()?)))
                     .collect();
                 changed.sort_unstable_by_key(|e| e.0);
+                // Room for every record at once: growing a segment-sized
+                // buffer copies it and faults its new pages in again.
+                let added: usize = changed.iter().map(|(_, r)| 2 + r.len()).sum();
                 let mut changed = changed.into_iter().peekable();
-                let mut seg = Vec::with_capacity(table.seg.len());
+                let mut seg = Vec::with_capacity(table.seg.len() + added);
                 let mut count = 0u64;
                 for e in table.records() {
                     let (_, r) = e?;
@@ -1034,11 +1040,17 @@ impl Inner {
             } else {
                 for (k, v) in &p.overlay {
                     match v {
-                        Some(r) => carry.push(Op::PutPeer(r.to_vec())),
-                        None if table.view().get(*k).is_some() => carry.push(Op::DeletePeer(*k)),
+                        Some(r) => carry.push(OpRef::PutPeer(r)),
+                        None if table.view().get(*k).is_some() => carry.push(OpRef::DeletePeer(*k)),
                         None => {}
                     }
                 }
+            }
+            if !carry.is_empty() {
+                let seq = w.next_seq;
+                frame::encode_with(frame::KIND_COMMIT, &mut carry_frame, |out| {
+                    commit::encode_refs_into(seq, seq - 1, carry.into_iter(), out)
+                });
             }
         }
 
@@ -1112,13 +1124,6 @@ impl Inner {
                 len: index_bytes.len() as u64,
             };
             rewritten.push(BUCKET_NAMES[PEERS as usize]);
-        }
-        let mut carry_frame = Vec::new();
-        if !carry.is_empty() {
-            let seq = w.next_seq;
-            frame::encode_with(frame::KIND_COMMIT, &mut carry_frame, |out| {
-                commit::encode_into(seq, seq - 1, &carry, out)
-            });
         }
         let log_len = page_round(
             opts.log_size

@@ -48,11 +48,62 @@ pub enum Op {
 impl Op {
     /// Encoded size.
     pub fn encoded_len(&self) -> usize {
+        self.as_ref().encoded_len()
+    }
+
+    /// The op with its bytes borrowed.
+    pub fn as_ref(&self) -> OpRef<'_> {
         match self {
-            Op::Put { key, value, .. } => 10 + key.len() + value.len(),
-            Op::Delete { key, .. } => 6 + key.len(),
-            Op::PutPeer(r) => 5 + r.len(),
-            Op::DeletePeer(_) => 9,
+            Op::Put { bucket, key, value } => OpRef::Put {
+                bucket: *bucket,
+                key,
+                value,
+            },
+            Op::Delete { bucket, key } => OpRef::Delete {
+                bucket: *bucket,
+                key,
+            },
+            Op::PutPeer(r) => OpRef::PutPeer(r),
+            Op::DeletePeer(k) => OpRef::DeletePeer(*k),
+        }
+    }
+}
+
+/// An [`Op`] whose bytes are borrowed, for writers that encode what they
+/// already hold (a checkpoint carrying its changes into the new log) without
+/// copying each key, value and record into an `Op` first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpRef<'a> {
+    /// [`Op::Put`].
+    Put {
+        /// Bucket number.
+        bucket: u8,
+        /// Key.
+        key: &'a [u8],
+        /// Value.
+        value: &'a [u8],
+    },
+    /// [`Op::Delete`].
+    Delete {
+        /// Bucket number.
+        bucket: u8,
+        /// Key.
+        key: &'a [u8],
+    },
+    /// [`Op::PutPeer`].
+    PutPeer(&'a [u8]),
+    /// [`Op::DeletePeer`].
+    DeletePeer(u64),
+}
+
+impl OpRef<'_> {
+    /// Encoded size.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            OpRef::Put { key, value, .. } => 10 + key.len() + value.len(),
+            OpRef::Delete { key, .. } => 6 + key.len(),
+            OpRef::PutPeer(r) => 5 + r.len(),
+            OpRef::DeletePeer(_) => 9,
         }
     }
 }
@@ -77,16 +128,26 @@ pub fn encode(seq: u64, synced_through: u64, ops: &[Op]) -> Vec<u8> {
 
 /// Appends a commit payload to `out`.
 pub fn encode_into(seq: u64, synced_through: u64, ops: &[Op], out: &mut Vec<u8>) {
+    encode_refs_into(seq, synced_through, ops.iter().map(Op::as_ref), out)
+}
+
+/// [`encode_into`] for borrowed ops.
+pub fn encode_refs_into<'a>(
+    seq: u64,
+    synced_through: u64,
+    ops: impl ExactSizeIterator<Item = OpRef<'a>>,
+    out: &mut Vec<u8>,
+) {
     let mut w = Writer {
         buf: std::mem::take(out),
     };
     w.u64(seq).u64(synced_through).u32(ops.len() as u32);
     for op in ops {
         match op {
-            Op::Put { bucket, key, value } => w.u8(1).u8(*bucket).bytes(key).bytes(value),
-            Op::Delete { bucket, key } => w.u8(2).u8(*bucket).bytes(key),
-            Op::PutPeer(r) => w.u8(3).bytes(r),
-            Op::DeletePeer(k) => w.u8(4).u64(*k),
+            OpRef::Put { bucket, key, value } => w.u8(1).u8(bucket).bytes(key).bytes(value),
+            OpRef::Delete { bucket, key } => w.u8(2).u8(bucket).bytes(key),
+            OpRef::PutPeer(r) => w.u8(3).bytes(r),
+            OpRef::DeletePeer(k) => w.u8(4).u64(k),
         };
     }
     *out = w.buf;
