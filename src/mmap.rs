@@ -3,7 +3,7 @@
 //!
 //! Soundness argument (also in FORMAT.md, "Mapped regions"):
 //! 1. Only the peer segment and the peer index are mapped, and only after
-//!    they were written and synced; peerlog never writes a byte of a region
+//!    they were written; peerlog never writes a byte of a region
 //!    while any mapping of it exists: a region freed by a checkpoint is
 //!    reused only once every `Arc` of the generation that mapped it is gone.
 //!    Open also maps the log while scanning it and drops that mapping
@@ -57,7 +57,7 @@ pub(crate) fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Region>
     let len = usize::try_from(len)
         .map_err(|_| std::io::Error::other("region larger than the address space"))?;
     // SAFETY: the region is immutable for the life of this mapping (see the
-    // module docs: written and synced before mapping, never rewritten or
+    // module docs: written before mapping, never rewritten or
     // truncated while mapped, file held under an exclusive flock).
     let map = unsafe {
         memmap2::MmapOptions::new()

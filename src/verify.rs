@@ -5,12 +5,13 @@
 use crate::error::{Error, Result};
 use crate::format::index::{self, NameKind, name_hash};
 use crate::format::masked_crc;
+use crate::format::superblock::Extent;
 use crate::format::superblock::{
     COUNTER_HEADROOM, COUNTER_LIMIT, GENERATION_OFFSET, NEXT_SEQ_OFFSET, Superblock,
 };
 use crate::io::{FileBackend, RawFile};
 use crate::state::{PeerGen, State};
-use crate::store::{BUCKET_NAMES, Options, PEERS, Store};
+use crate::store::{BUCKET_NAMES, Options, PEERS, Store, Writer};
 use std::path::Path;
 
 /// One thing [`Store::verify`] found wrong.
@@ -251,8 +252,9 @@ impl Store {
     /// segments, every invariant, and that the file holds exactly what
     /// this handle serves. Writers wait while it runs; readers do not.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let _w = self.inner.writer.lock();
+        let w = self.inner.writer.lock();
         let mut r = VerifyReport::default();
+        check_space(&w, &mut r);
         if let Some(fresh) = check_file(&*self.inner.file, &mut r) {
             let live = self.inner.state.read();
             for (b, name) in BUCKET_NAMES.iter().enumerate() {
@@ -269,6 +271,40 @@ impl Store {
             r.peers_checked /= 2;
         }
         Ok(r)
+    }
+}
+
+/// The writer's free list: every free extent lies inside the file and
+/// apart from every other one, from every region the superblock names and
+/// from every region a reader may still map (a bad free list would let a
+/// checkpoint overwrite live data).
+fn check_space(w: &Writer, r: &mut VerifyReport) {
+    let mut spans: Vec<(Extent, &str)> =
+        w.sb.regions()
+            .into_iter()
+            .map(|e| (e, "a live region"))
+            .collect();
+    spans.extend(w.free.iter().map(|&e| (e, "a free extent")));
+    spans.extend(
+        w.quarantine
+            .iter()
+            .map(|(e, _)| (*e, "a region readers may map")),
+    );
+    spans.retain(|(e, _)| e.len > 0);
+    spans.sort_by_key(|(e, _)| e.offset);
+    for pair in spans.windows(2) {
+        let ((a, what_a), (b, what_b)) = (pair[0], pair[1]);
+        if a.end() > b.offset {
+            r.push(
+                b.offset,
+                format!("{what_b} overlaps {what_a} at {}", a.offset),
+            );
+        }
+    }
+    for e in &w.free {
+        if e.end() > w.file_len {
+            r.push(e.offset, "a free extent runs past the end of the file");
+        }
     }
 }
 
