@@ -148,15 +148,16 @@ pub(crate) struct NameOwners(FastMap<u64, NameEntry>);
 struct NameEntry {
     kind: NameKind,
     account: u32,
-    /// As given; compared per [`same`].
-    name: Box<str>,
+    /// As given; compared per [`same`]. Inline when short (most names
+    /// are), saving an allocation per changed name.
+    name: Bytes,
     owner: Option<u64>,
     next: Option<Box<NameEntry>>,
 }
 
 impl NameEntry {
     fn is(&self, kind: NameKind, account: u32, name: &str) -> bool {
-        self.kind == kind && self.account == account && same(kind, &self.name, name)
+        self.kind == kind && self.account == account && same(kind, &self.name, name.as_bytes())
     }
 }
 
@@ -186,7 +187,7 @@ impl NameOwners {
         let new = || NameEntry {
             kind,
             account,
-            name: name.into(),
+            name: name.as_bytes().into(),
             owner,
             next: None,
         };
@@ -211,7 +212,7 @@ impl NameOwners {
     }
 }
 
-fn same(kind: NameKind, a: &str, b: &str) -> bool {
+fn same(kind: NameKind, a: &[u8], b: &[u8]) -> bool {
     match kind {
         NameKind::Username => a == b || a.eq_ignore_ascii_case(b),
         NameKind::Phone => a == b,
@@ -535,7 +536,9 @@ impl State {
                     // takes a name from its old holder in the same commit):
                     // leaving it alone keeps it resolving without a lock.
                     let had = old.as_ref().is_some_and(|(_, names)| {
-                        names.iter().any(|(k, n)| *k == kind && same(kind, n, name))
+                        names
+                            .iter()
+                            .any(|(k, n)| *k == kind && same(kind, n.as_bytes(), name.as_bytes()))
                     });
                     if !had {
                         self.set_owner(kind, new.account(), name, Some(key));
