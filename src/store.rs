@@ -1465,11 +1465,6 @@ mod tests {
         assert!(store.verify().unwrap().is_ok());
     }
 
-    /// Regression (found by fuzzing): a checkpoint that folded the peer
-    /// table down to zero peers wrote an index naming the offset of a
-    /// segment it never kept, next to an all-zero segment reference. The
-    /// next open took the index for stale, tried to rebuild it from the
-    /// (absent) segment and failed its checksum: the store no longer opened.
     /// A fold allocates its segment for the most it can need (the old
     /// segment plus every changed record) and gives back what it did not
     /// use: re-saving every peer changed, fold after fold, keeps the file
@@ -1508,6 +1503,11 @@ mod tests {
         assert_eq!(a.access_hash(PeerId::user(7)).unwrap(), Some(7011));
     }
 
+    /// Regression (found by fuzzing): a checkpoint that folded the peer
+    /// table down to zero peers wrote an index naming the offset of a
+    /// segment it never kept, next to an all-zero segment reference. The
+    /// next open took the index for stale, tried to rebuild it from the
+    /// (absent) segment and failed its checksum: the store no longer opened.
     #[test]
     fn folding_the_last_peer_away_keeps_the_store_openable() {
         let opts = Options {

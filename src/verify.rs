@@ -5,9 +5,8 @@
 use crate::error::{Error, Result};
 use crate::format::index::{self, NameKind, name_hash};
 use crate::format::masked_crc;
-use crate::format::superblock::Extent;
 use crate::format::superblock::{
-    COUNTER_HEADROOM, COUNTER_LIMIT, GENERATION_OFFSET, NEXT_SEQ_OFFSET, Superblock,
+    COUNTER_HEADROOM, COUNTER_LIMIT, Extent, GENERATION_OFFSET, NEXT_SEQ_OFFSET, Superblock,
 };
 use crate::io::{FileBackend, RawFile};
 use crate::state::{PeerGen, State};
