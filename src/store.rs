@@ -957,13 +957,17 @@ impl Inner {
     }
 
     fn peers_need_fold(&self, w: &Writer) -> bool {
-        let st = self.state.read();
-        let p = &st.peers;
-        let threshold = self
-            .opts
-            .peer_fold_min
-            .max(p.table.header.peer_count as usize / 2);
-        p.overlay.len() >= threshold || w.index_unsaved
+        self.enough_changed_peers(&self.state.read().peers) || w.index_unsaved
+    }
+
+    /// The peers changed since the generation reach
+    /// [`Options::peer_fold_min`] or half the table: time for a new one.
+    fn enough_changed_peers(&self, p: &PeerState) -> bool {
+        p.overlay.len()
+            >= self
+                .opts
+                .peer_fold_min
+                .max(p.table.header.peer_count as usize / 2)
     }
 
     /// Writes new segments / index / log region, syncs, flips the
@@ -993,7 +997,7 @@ impl Inner {
             let fold = w.index_unsaved
                 || relocate
                 || (force && (!p.overlay.is_empty() || w.track.peer_seg_dead > 0))
-                || p.overlay.len() >= opts.peer_fold_min.max(table.header.peer_count as usize / 2)
+                || self.enough_changed_peers(p)
                 || over(w.track.peer_seg_dead, table.seg_ref.len);
             if fold {
                 new_peers = Some(self.write_peer_segment(w, p, at_end)?);
