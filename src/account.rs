@@ -465,7 +465,7 @@ impl Account {
     /// decoding the record (see [`Store::peer_access_hash`]).
     #[cfg(feature = "grammers")]
     #[inline]
-    pub(crate) fn peer_hash(&self, id: PeerId) -> Option<(Option<i64>, u8)> {
+    pub(crate) fn peer_hash(&self, id: PeerId) -> Result<Option<(Option<i64>, u8)>> {
         self.store.peer_hash(self.number, id.bot_api())
     }
 
@@ -953,7 +953,7 @@ impl Storage for Account {
     fn access_hash(&self, id: PeerId) -> Result<Option<i64>> {
         Ok(self
             .store
-            .peer_access_hash(self.number, id.bot_api())
+            .peer_access_hash(self.number, id.bot_api())?
             .flatten())
     }
     fn peer_by_username(&self, username: &str) -> Result<Option<Peer>> {

@@ -319,7 +319,7 @@ impl PeerlogSession {
             // peer index, without decoding the record.
             Some(pid) => self
                 .account
-                .peer_hash(pid)
+                .peer_hash(pid)?
                 .and_then(|(hash, flags)| match id.kind() {
                     GPeerKind::Chat => Some(PeerAuth::default()),
                     _ if flags & MIN != 0 => None,

@@ -40,7 +40,7 @@ pub use store::{
     BUCKET_NAMES, Compaction, Durability, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, Options,
     Store,
 };
-pub use verify::{Problem, VerifyReport, verify_file};
+pub use verify::{Problem, RepairReport, VerifyReport, verify_file};
 pub mod session;
 pub mod types;
 

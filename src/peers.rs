@@ -49,8 +49,11 @@ impl Store {
     /// `Some(None)` if it is known without one. The hot path: no
     /// allocation, no syscall.
     #[inline]
-    pub fn peer_access_hash(&self, account: u32, peer_id: i64) -> Option<Option<i64>> {
-        self.peer_hash(account, peer_id).map(|(h, _)| h)
+    ///
+    /// An index slot that fails its check gives [`crate::Error::Corrupt`]
+    /// (see [`Store::repair`]), never a wrong answer.
+    pub fn peer_access_hash(&self, account: u32, peer_id: i64) -> Result<Option<Option<i64>>> {
+        Ok(self.peer_hash(account, peer_id)?.map(|(h, _)| h))
     }
 
     /// The peer id owning a username (ASCII case-insensitive).

@@ -98,8 +98,7 @@ fn init(file: &dyn RawFile, opts: &Options) -> Result<()> {
     file.set_len(sb.file_len)
         .map_err(Error::io("sizing a new store"))?;
     file.sync().map_err(Error::io("syncing a new store"))?;
-    file.write_at(&sb.encode(), Superblock::slot_offset(sb.generation))
-        .map_err(Error::io("writing the superblock"))?;
+    write_superblock(file, &sb).map_err(Error::io("writing the superblock"))?;
     file.sync().map_err(Error::io("syncing a new store"))
 }
 
@@ -122,13 +121,14 @@ fn unfinished_init(file: &dyn RawFile, len: u64) -> Result<bool> {
             .map_err(Error::io("reading the file"))?;
         for (i, &b) in buf[..n].iter().enumerate() {
             let pos = at + i as u64;
-            let in_slot = pos % PAGE < superblock::SIZE as u64 && pos < 2 * PAGE;
-            if b == 0 || in_slot && pos % PAGE >= superblock::MAGIC.len() as u64 {
+            let in_page = pos % superblock::MIRROR_IN_PAGE;
+            let in_slot = in_page < superblock::SIZE as u64 && pos < 2 * PAGE;
+            if b == 0 || in_slot && in_page >= superblock::MAGIC.len() as u64 {
                 continue;
             }
             // A non-zero byte outside the slots, or one that breaks the
             // magic before the magic is complete: not ours to reset.
-            if !in_slot || b != superblock::MAGIC[(pos % PAGE) as usize] {
+            if !in_slot || b != superblock::MAGIC[in_page as usize] {
                 return Ok(false);
             }
         }
@@ -137,35 +137,63 @@ fn unfinished_init(file: &dyn RawFile, len: u64) -> Result<bool> {
     Ok(true)
 }
 
-/// Reads both slots and picks the valid one with the higher generation.
-fn pick_superblock(file: &dyn RawFile, len: u64, path: Option<&Path>) -> Result<Superblock> {
+/// The superblock open picked, and the places where a copy of it should be
+/// but is not (damaged or torn): a writable open rewrites them.
+pub(crate) struct Picked {
+    pub sb: Superblock,
+    pub bad_copies: Vec<u64>,
+}
+
+/// Reads the four superblock places (two slots, two mirrors) and picks the
+/// newest generation with a valid copy.
+///
+/// Why this is never a silent rollback: a checkpoint writes both copies of
+/// generation `g + 1` (one primary, one mirror, in different pages) and
+/// syncs them before anything is written under it. If one copy is valid,
+/// `g + 1` is in charge; no single damaged byte, sector or page reaches both
+/// copies, so `g` is picked only when both copies of `g + 1` failed, which
+/// is what a crash during that write leaves, and then nothing was
+/// acknowledged after `g + 1` (the checkpoint had not returned).
+pub(crate) fn pick_superblock(file: &dyn RawFile, len: u64, path: Option<&Path>) -> Result<Picked> {
     let not_peerlog = || Error::NotPeerlog {
         path: path.map(Path::to_path_buf).unwrap_or_default(),
     };
+    let places = [
+        (0, false),
+        (PAGE, false),
+        (superblock::MIRROR_IN_PAGE, true),
+        (PAGE + superblock::MIRROR_IN_PAGE, true),
+    ];
     let mut results = Vec::new();
-    for slot in 0..2u64 {
-        let at = slot * PAGE;
+    for (at, mirror) in places {
         if len < at + superblock::SIZE as u64 {
-            results.push((at, Err(SlotError::NotPeerlog)));
+            results.push((at, [0u8; superblock::SIZE], Err(SlotError::NotPeerlog)));
             continue;
         }
         let mut img = [0u8; superblock::SIZE];
         file.read_at(&mut img, at)
             .map_err(Error::io("reading the superblock"))?;
         let r = Superblock::decode(&img).and_then(|sb| {
-            if Superblock::slot_offset(sb.generation) == at {
-                Ok(sb)
+            let home = if mirror {
+                Superblock::mirror_offset(sb.generation)
             } else {
+                Superblock::slot_offset(sb.generation)
+            };
+            if home != at {
                 Err(SlotError::Corrupt(
                     "superblock generation does not match its slot",
                 ))
+            } else if mirror && sb.version < 2 {
+                Err(SlotError::Corrupt("a version 1 superblock has no mirror"))
+            } else {
+                Ok(sb)
             }
         });
-        results.push((at, r));
+        results.push((at, img, r));
     }
-    if let Some((_, Err(SlotError::Version(v)))) = results
+    if let Some((_, _, Err(SlotError::Version(v)))) = results
         .iter()
-        .find(|(_, r)| matches!(r, Err(SlotError::Version(_))))
+        .find(|(_, _, r)| matches!(r, Err(SlotError::Version(_))))
     {
         return Err(Error::UnsupportedVersion {
             found: *v,
@@ -174,18 +202,56 @@ fn pick_superblock(file: &dyn RawFile, len: u64, path: Option<&Path>) -> Result<
     }
     let best = results
         .iter()
-        .filter_map(|(_, r)| r.as_ref().ok())
-        .max_by_key(|sb| sb.generation);
-    if let Some(sb) = best {
-        return Ok(*sb);
+        .filter_map(|(_, img, r)| r.as_ref().ok().map(|sb| (sb, img)))
+        .max_by_key(|(sb, _)| sb.generation);
+    if let Some((sb, img)) = best {
+        let sb = *sb;
+        // Two valid copies of one generation with different contents: no
+        // crash or single damage makes that, so nothing here can be trusted
+        // to be the newest.
+        if results.iter().any(|(_, other, r)| {
+            r.as_ref()
+                .is_ok_and(|o| o.generation == sb.generation && other != img)
+        }) {
+            return Err(Error::corrupt(
+                Superblock::slot_offset(sb.generation),
+                format!(
+                    "the two copies of superblock generation {} disagree",
+                    sb.generation
+                ),
+            ));
+        }
+        let mut bad_copies = Vec::new();
+        if sb.version >= 2 {
+            for at in Superblock::copy_offsets(sb.generation) {
+                let holds = results.iter().any(|(place, other, r)| {
+                    *place == at
+                        && r.as_ref().is_ok_and(|o| o.generation == sb.generation)
+                        && other == img
+                });
+                if !holds {
+                    bad_copies.push(at);
+                }
+            }
+        }
+        return Ok(Picked { sb, bad_copies });
     }
-    match results.iter().find_map(|(at, r)| match r {
+    match results.iter().find_map(|(at, _, r)| match r {
         Err(SlotError::Corrupt(what)) => Some((*at, *what)),
         _ => None,
     }) {
         Some((at, what)) => Err(Error::corrupt(at, what)),
         None => Err(not_peerlog()),
     }
+}
+
+/// Writes both copies of `sb` (primary and mirror); the caller syncs.
+pub(crate) fn write_superblock(file: &dyn RawFile, sb: &Superblock) -> std::io::Result<()> {
+    let img = sb.encode();
+    for at in Superblock::copy_offsets(sb.generation) {
+        file.write_at(&img, at)?;
+    }
+    Ok(())
 }
 
 /// Loads an opened (and locked) file into memory, recovering its log.
@@ -204,8 +270,8 @@ pub(crate) fn load(
         init(file, opts)?;
         len = file.len().map_err(Error::io("reading the file length"))?;
     }
-    let sb = match pick_superblock(file, len, path) {
-        Ok(sb) => sb,
+    let picked = match pick_superblock(file, len, path) {
+        Ok(p) => p,
         Err(Error::NotPeerlog { .. } | Error::Corrupt { .. })
             if !opts.read_only && opts.create && unfinished_init(file, len)? =>
         {
@@ -219,6 +285,7 @@ pub(crate) fn load(
         }
         Err(e) => return Err(e),
     };
+    let sb = picked.sb;
     if len < sb.file_len {
         return Err(Error::corrupt(
             len,
@@ -235,6 +302,22 @@ pub(crate) fn load(
     }
     let mut track = Tracking::default();
     let mut stats = WriterStats::default();
+    if !picked.bad_copies.is_empty() {
+        // One copy of the newest superblock is damaged or torn: rewrite it
+        // from the intact one, so that the file again holds two.
+        if opts.read_only {
+            stats.superblock_copies_damaged = picked.bad_copies.clone();
+        } else {
+            let img = sb.encode();
+            for &at in &picked.bad_copies {
+                file.write_at(&img, at)
+                    .map_err(Error::io("repairing a superblock copy"))?;
+            }
+            file.sync()
+                .map_err(Error::io("syncing a repaired superblock copy"))?;
+            stats.superblock_copies_repaired = picked.bad_copies.len() as u64;
+        }
+    }
 
     // Generic buckets: read and check every segment.
     let mut maps: [std::collections::BTreeMap<Bytes, Bytes>; NUM_BUCKETS] = Default::default();
@@ -268,7 +351,9 @@ pub(crate) fn load(
     // The peer generation: map it; check the index header; rebuild it from
     // the segment if it is missing, stale or damaged.
     let (table, rebuilt) = load_peer_gen(file, &sb, opts)?;
-    stats.index_rebuilt = rebuilt;
+    // A version 1 table is always rebuilt (converted): that is the
+    // upgrade, not damage.
+    stats.index_rebuilt = rebuilt && sb.version >= 2;
     let mut state = State::new(Arc::new(table));
     state.maps = maps;
 
@@ -334,6 +419,11 @@ pub(crate) fn load(
         }
     }
 
+    if !opts.read_only && garbage_end == 0 && pos > 0 {
+        // What replay found is now the store's word: make it durable
+        // before anything is written after it.
+        file.sync().map_err(Error::io("syncing the replayed log"))?;
+    }
     let mut writer = Writer {
         sb,
         log_pos: sb.log.offset + pos as u64,
@@ -349,6 +439,8 @@ pub(crate) fn load(
         stats,
         read_only: opts.read_only,
         index_unsaved: rebuilt,
+        salvage: None,
+        proven_seq: 0,
     };
     let mut used = sb.regions();
     used.sort_by_key(|e| e.offset);
@@ -427,6 +519,9 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
         seg_ref.len,
         "mapping the peer segment",
     )?;
+    if sb.version < 2 {
+        return legacy_peer_gen(seg, seg_ref, sb, opts).map(|g| (g, true));
+    }
     if sb.index.len > 0 {
         let index = map_or_read(
             file,
@@ -488,6 +583,46 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
     g.header = index::Header::decode(&bytes).map_err(|e| Error::corrupt(sb.index.offset, e))?;
     g.index = Region::Heap(bytes);
     Ok((g, true))
+}
+
+/// A version 1 peer table, converted in memory: its entries carry no CRC
+/// of their own, so the whole segment's CRC is checked first, then each
+/// record is re-framed with one and a new index is built over them. A
+/// writable open then writes both out through a checkpoint (the upgrade).
+fn legacy_peer_gen(
+    seg: Region,
+    seg_ref: SegmentRef,
+    sb: &Superblock,
+    opts: &Options,
+) -> Result<PeerGen> {
+    if seg_ref.len > 0 && masked_crc(&seg) != seg_ref.crc {
+        return Err(Error::corrupt(
+            seg_ref.offset,
+            "peer segment checksum mismatch",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(seg.len() + seg.len() / 8);
+    let mut count = 0usize;
+    for e in segment::legacy_peers(if seg_ref.len > 0 { &seg } else { &[] }) {
+        let (_, rec) = e.map_err(|(at, e)| Error::corrupt(seg_ref.offset + at as u64, e.what))?;
+        segment::put_peer(&mut bytes, rec);
+        count += 1;
+    }
+    let mut g = PeerGen {
+        seg: Region::Heap(bytes),
+        index: Region::Heap(vec![]),
+        header: Default::default(),
+        seg_ref,
+        index_extent: sb.index,
+    };
+    let mut recs = Vec::with_capacity(count);
+    for e in g.records() {
+        recs.push(e?);
+    }
+    let built = index::build(recs.into_iter(), count, seg_ref.offset, opts.index_load);
+    g.header = index::Header::decode(&built).map_err(|e| Error::corrupt(sb.index.offset, e))?;
+    g.index = Region::Heap(built);
+    Ok(g)
 }
 
 #[cfg(test)]

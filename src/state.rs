@@ -76,12 +76,24 @@ impl PeerGen {
         IndexView::trusted(&self.index, self.header)
     }
 
+    /// The error for a slot of this generation's index that failed its
+    /// check byte.
+    #[cold]
+    pub fn damaged(&self, d: index::Damaged) -> Error {
+        Error::corrupt(
+            self.index_extent.offset + d.offset_in(&self.header),
+            format!(
+                "peer index: {:?} slot {} fails its check byte; Store::repair() rebuilds the index from the peer records",
+                d.table, d.slot
+            ),
+        )
+    }
+
     /// The record an id slot points at, checked against the slot's `key`.
     pub fn record_at(&self, off: u64, key: u64) -> Result<PeerRecordRef<'_>> {
         let bad =
             |what: &str| Error::corrupt(self.seg_ref.offset + off, format!("peer segment: {what}"));
-        let bytes =
-            segment::peer_at(&self.seg, off as usize).map_err(|_| bad("entry out of bounds"))?;
+        let bytes = segment::peer_at(&self.seg, off as usize).map_err(|e| bad(e.what))?;
         let rec = PeerRecordRef::parse(bytes).map_err(|_| bad("malformed peer record"))?;
         if key != rec.key() {
             return Err(bad("index slot points at another peer"));
@@ -94,15 +106,10 @@ impl PeerGen {
     /// bytes and read fixed fields, which needs neither valid UTF-8 nor
     /// ids in range, and full parsing was a fifth of their time.
     pub fn record_bounds_at(&self, off: u64) -> Result<PeerRecordRef<'_>> {
-        segment::peer_at(&self.seg, off as usize)
-            .ok()
-            .and_then(|b| PeerRecordRef::checked_before(b).ok())
-            .ok_or_else(|| {
-                Error::corrupt(
-                    self.seg_ref.offset + off,
-                    "peer segment: malformed peer record",
-                )
-            })
+        let bad =
+            |what: &str| Error::corrupt(self.seg_ref.offset + off, format!("peer segment: {what}"));
+        let bytes = segment::peer_at(&self.seg, off as usize).map_err(|e| bad(e.what))?;
+        PeerRecordRef::checked_before(bytes).map_err(|_| bad("malformed peer record"))
     }
 
     /// The record holding a name in this generation: the first of the name
@@ -115,9 +122,8 @@ impl PeerGen {
         account: u32,
         name: &str,
     ) -> Result<Option<PeerRecordRef<'_>>> {
-        let view = self.view();
-        for off in view.names(kind, view.name_hash(hash, kind, account, name)) {
-            let rec = self.record_bounds_at(off)?;
+        for off in self.view().names(kind, hash) {
+            let rec = self.record_bounds_at(off.map_err(|d| self.damaged(d))?)?;
             if rec.account() == account && has_name(&rec, kind, name) {
                 return Ok(Some(rec));
             }
@@ -129,8 +135,9 @@ impl PeerGen {
     pub fn records(&self) -> impl Iterator<Item = Result<(u64, PeerRecordRef<'_>)>> + '_ {
         let base = self.seg_ref.offset;
         segment::peers(&self.seg).map(move |e| {
-            let (off, bytes) =
-                e.map_err(|(at, _)| Error::corrupt(base + at as u64, "peer segment entry"))?;
+            let (off, bytes) = e.map_err(|(at, e)| {
+                Error::corrupt(base + at as u64, format!("peer segment: {}", e.what))
+            })?;
             let rec = PeerRecordRef::parse(bytes)
                 .map_err(|_| Error::corrupt(base + off as u64, "malformed peer record"))?;
             Ok((off as u64, rec))
@@ -374,8 +381,9 @@ impl State {
 
     /// The current record of a peer.
     pub fn record(&self, key: u64) -> Result<Option<PeerRecordRef<'_>>> {
-        let slot = self.peers.table.view().get(key).map(|s| s.offset());
-        self.record_in_slot(key, slot)
+        let table = &self.peers.table;
+        let slot = table.view().get(key).map_err(|d| table.damaged(d))?;
+        self.record_in_slot(key, slot.map(|s| s.offset()))
     }
 
     /// The stored bytes of a peer's current record, unchecked: `None` when
@@ -409,7 +417,7 @@ impl State {
     ///
     /// Returns where the generation's index puts each key, for
     /// [`State::record_in_slot`], so that the batch probes once per peer.
-    pub fn prefetch(&self, keys: &[u64]) -> Vec<Option<u64>> {
+    pub fn prefetch(&self, keys: &[u64]) -> Result<Vec<Option<u64>>> {
         let table = &self.peers.table;
         let ids = table.view().id_table();
         let mut acc = 0u64;
@@ -421,9 +429,12 @@ impl State {
         let slots = keys
             .iter()
             .map(|&k| {
-                let off = ids.get(k)?.offset();
+                let Some(slot) = ids.get(k).map_err(|d| table.damaged(d))? else {
+                    return Ok(None);
+                };
+                let off = slot.offset();
                 acc ^= table.seg.get(off as usize).copied().unwrap_or(0) as u64;
-                Some(off)
+                Ok(Some(off))
             })
             .collect();
         std::hint::black_box(acc);
@@ -433,15 +444,15 @@ impl State {
     /// The hot path: access hash and flags straight from the id slot (or
     /// the overlay record), without parsing or allocating.
     #[inline]
-    pub fn hash_of(&self, key: u64) -> Option<(Option<i64>, u8)> {
+    pub fn hash_of(&self, key: u64) -> Result<Option<(Option<i64>, u8)>> {
         let p = &self.peers;
         if let Some(e) = p.changed(key) {
-            return e.map(peer_record::hash_and_flags);
+            return Ok(e.map(peer_record::hash_and_flags));
         }
-        p.table
-            .view()
-            .get(key)
-            .map(|s| (s.access_hash(), s.flags()))
+        match p.table.view().get(key) {
+            Ok(s) => Ok(s.map(|s| (s.access_hash(), s.flags()))),
+            Err(d) => Err(p.table.damaged(d)),
+        }
     }
 
     /// The peer key that currently owns a username or phone.
@@ -470,7 +481,10 @@ impl State {
     ) -> Result<Option<(u64, Option<i64>)>> {
         let p = &self.peers;
         if let Some(owner) = p.names.get(hash, kind, account, name) {
-            return Ok(owner.map(|key| (key, self.hash_of(key).and_then(|(h, _)| h))));
+            return match owner {
+                Some(key) => Ok(Some((key, self.hash_of(key)?.and_then(|(h, _)| h)))),
+                None => Ok(None),
+            };
         }
         let Some(rec) = p.table.name_owner(hash, kind, account, name)? else {
             return Ok(None);
@@ -579,10 +593,10 @@ impl State {
         let p = &self.peers;
         let rec = match p.changed(key) {
             Some(e) => e.and_then(|b| PeerRecordRef::checked_before(b).ok()),
-            None => match p.table.view().get(key) {
+            None => match p.table.view().get(key).map_err(|d| p.table.damaged(d))? {
                 Some(slot) => {
                     let rec = p.table.record_at(slot.offset(), key)?;
-                    track.peer_seg_dead += 2 + rec.bytes().len() as u64;
+                    track.peer_seg_dead += segment::peer_entry_len(rec.bytes().len()) as u64;
                     Some(rec)
                 }
                 None => None,

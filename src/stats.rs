@@ -44,6 +44,9 @@ pub struct Stats {
     pub recovered_bytes: u64,
     /// The peer index failed its check on open and was rebuilt.
     pub index_rebuilt: bool,
+    /// Copies of the newest superblock that this handle's open found
+    /// damaged or torn and rewrote from the other, intact copy.
+    pub superblock_copies_repaired: u64,
     /// The last checkpoint or compaction of this handle.
     pub last_compaction: Option<Compaction>,
     /// Checkpoints run by this handle.
@@ -79,7 +82,7 @@ impl Store {
                     .overlay
                     .values()
                     .flatten()
-                    .map(|r| r.len() as u64 + 2)
+                    .map(|r| crate::format::segment::peer_entry_len(r.len()) as u64)
                     .sum();
                 BucketStats {
                     name,
@@ -124,6 +127,7 @@ impl Store {
             username_index_load: load(names_used, h.name_slots),
             recovered_bytes: w.stats.recovered_bytes,
             index_rebuilt: w.stats.index_rebuilt,
+            superblock_copies_repaired: w.stats.superblock_copies_repaired,
             last_compaction: w.stats.last_compaction.clone(),
             checkpoints: w.stats.checkpoints,
             checkpoint_time: w.stats.checkpoint_time,

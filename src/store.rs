@@ -257,6 +257,10 @@ pub(crate) struct WriterStats {
     pub last_compaction: Option<Compaction>,
     pub recovered_bytes: u64,
     pub index_rebuilt: bool,
+    /// Superblock copies rewritten at open from the intact copy.
+    pub superblock_copies_repaired: u64,
+    /// Offsets of superblock copies found damaged by a read-only open.
+    pub superblock_copies_damaged: Vec<u64>,
     pub commits: u64,
     pub syncs: u64,
     pub checkpoint_time: Duration,
@@ -291,10 +295,19 @@ pub(crate) struct Writer {
     pub read_only: bool,
     /// The in-memory index must be written out at the next checkpoint.
     pub index_unsaved: bool,
+    /// Set by [`Store::repair`] for one fold: the old peer table is read
+    /// through its sound id slots instead of front to back, and a record
+    /// that fails its CRC is rebuilt from its slot (key, access hash,
+    /// flags). The keys of the records so rebuilt are left here.
+    pub salvage: Option<Vec<u64>>,
+    /// The highest seq that a frame in the log says was synced (its
+    /// `synced_through`): damage to a commit up to here is reported,
+    /// never taken for a torn tail.
+    pub proven_seq: u64,
 }
 
 impl Writer {
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -467,9 +480,15 @@ impl Store {
             flusher: Mutex::new(None),
             writing_thread: std::sync::atomic::AtomicUsize::new(0),
         });
-        if heal {
+        let upgrade = !inner.opts.read_only && {
+            let w = inner.writer.lock();
+            w.sb.version < superblock::FORMAT_VERSION
+        };
+        if heal || upgrade {
+            // An upgrade rewrites every region in the current format (a
+            // version 1 peer segment has no per-entry checksums).
             let mut w = inner.writer.lock();
-            inner.checkpoint(&mut w, Mode::Auto, 0)?;
+            inner.checkpoint(&mut w, if upgrade { Mode::Compact } else { Mode::Auto }, 0)?;
         }
         if let Durability::Batched(window) = inner.opts.durability
             && !inner.opts.read_only
@@ -510,7 +529,8 @@ impl Store {
             return Ok(());
         }
         w.check()?;
-        self.inner.sync_now(&mut w)
+        self.inner.sync_now(&mut w)?;
+        self.inner.prove_synced(&mut w)
     }
 
     /// Rewrites every bucket with changes or dead bytes into fresh segments
@@ -582,7 +602,11 @@ impl Store {
 
     /// The engine's view of a peer's access hash and flags (hot path).
     #[inline]
-    pub(crate) fn peer_hash(&self, account: u32, peer_id: i64) -> Option<(Option<i64>, u8)> {
+    pub(crate) fn peer_hash(
+        &self,
+        account: u32,
+        peer_id: i64,
+    ) -> Result<Option<(Option<i64>, u8)>> {
         self.inner.lookup.get(peer_key(account, peer_id))
     }
 }
@@ -626,9 +650,13 @@ impl Drop for Inner {
             f.stop.1.notify_all();
             let _ = f.thread.join();
         }
-        let w = self.writer.lock();
-        if w.dirty && w.poisoned.is_none() && !w.read_only {
-            let _ = self.file.sync();
+        let mut w = self.writer.lock();
+        if w.poisoned.is_none()
+            && !w.read_only
+            && sync_writer(&*self.file, &mut w).is_ok()
+            && self.prove_synced(&mut w).is_ok()
+        {
+            let _ = sync_writer(&*self.file, &mut w);
         }
     }
 }
@@ -805,7 +833,7 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
     let mut ops = Vec::with_capacity(changes.len() + keys.len());
     let mut local = BatchPeers::default();
     local.records.reserve(keys.len());
-    let mut slots = st.prefetch(&keys).into_iter();
+    let mut slots = st.prefetch(&keys)?.into_iter();
     let malformed = |_| Error::Invalid("malformed peer record".into());
     for c in changes {
         match c {
@@ -897,6 +925,38 @@ impl Inner {
         sync_writer(&*self.file, w)
     }
 
+    /// After a sync: when the last commits in the log are not yet proven
+    /// synced by a later frame, appends an empty commit whose
+    /// `synced_through` says they are (not synced itself: if it is lost,
+    /// nothing is lost but the proof). Recovery then reports damage to
+    /// those commits as corruption instead of dropping them as a torn
+    /// tail (FORMAT.md, "The log and recovery"). Skipped when the log has
+    /// no room: the next commit carries the same proof.
+    fn prove_synced(&self, w: &mut Writer) -> Result<()> {
+        if w.read_only || w.poisoned.is_some() || w.proven_seq >= w.synced_seq {
+            return Ok(());
+        }
+        if w.synced_seq < w.sb.next_seq || w.next_seq != w.synced_seq + 1 {
+            return Ok(());
+        }
+        let need = frame::framed_len(commit::HEADER_LEN);
+        if w.log_pos + need as u64 > w.sb.log.end() || w.room(0, 1).is_err() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(need);
+        frame::encode_with(frame::KIND_COMMIT, &mut buf, |out| {
+            commit::encode_into(w.next_seq, w.synced_seq, &[], out)
+        });
+        self.file
+            .write_at(&buf, w.log_pos)
+            .map_err(w.poison("appending to the log"))?;
+        w.log_pos += buf.len() as u64;
+        w.proven_seq = w.synced_seq;
+        w.next_seq += 1;
+        w.dirty = true;
+        Ok(())
+    }
+
     /// Appends one commit and applies it. `force_sync` makes it durable
     /// before returning whatever the durability mode.
     pub(crate) fn append(&self, w: &mut Writer, ops: Vec<Op>, force_sync: bool) -> Result<()> {
@@ -925,6 +985,7 @@ impl Inner {
             .write_at(&buf, at)
             .map_err(w.poison("appending to the log"))?;
         w.log_pos += buf.len() as u64;
+        w.proven_seq = w.synced_seq;
         w.next_seq += 1;
         w.dirty = true;
         w.stats.commits += 1;
@@ -1053,7 +1114,14 @@ impl Inner {
                 for (k, v) in &p.overlay {
                     match v {
                         Some(r) => carry.push(OpRef::PutPeer(r)),
-                        None if table.view().get(*k).is_some() => carry.push(OpRef::DeletePeer(*k)),
+                        None if table
+                            .view()
+                            .get(*k)
+                            .map_err(|d| table.damaged(d))?
+                            .is_some() =>
+                        {
+                            carry.push(OpRef::DeletePeer(*k))
+                        }
                         None => {}
                     }
                 }
@@ -1097,15 +1165,28 @@ impl Inner {
         if let Some((seg_ref, seg)) = &new_peers {
             // Every record here was checked: the old segment's as the
             // fold read them, the overlay's when they were committed.
+            // The segment is read back from the file: a record that fails
+            // now stops the checkpoint rather than vanish from the index.
+            let mut bad = None;
             let index_bytes = index::build(
-                segment::peers(seg).filter_map(|e| {
-                    let (off, b) = e.ok()?;
-                    Some((off as u64, PeerRecordRef::checked_before(b).ok()?))
+                segment::peers(seg).map_while(|e| {
+                    let parsed = e.ok().and_then(|(off, b)| {
+                        Some((off as u64, PeerRecordRef::checked_before(b).ok()?))
+                    });
+                    if parsed.is_none() {
+                        bad = Some(());
+                    }
+                    parsed
                 }),
                 seg_ref.count as usize,
                 seg_ref.offset,
                 opts.index_load,
             );
+            if bad.is_some() {
+                let e = Error::corrupt(seg_ref.offset, "the new peer segment reads back damaged");
+                w.poison_with(&e);
+                return Err(e);
+            }
             let (idx_ext, _) = w.alloc(index_bytes.len() as u64, at_end);
             self.file
                 .write_at(&index_bytes, idx_ext.offset)
@@ -1158,9 +1239,7 @@ impl Inner {
             .set_len(w.file_len)
             .map_err(w.poison("extending the file"))?;
         self.file.sync().map_err(w.poison("syncing new regions"))?;
-        let slot = Superblock::slot_offset(new_sb.generation);
-        self.file
-            .write_at(&new_sb.encode(), slot)
+        crate::recovery::write_superblock(&*self.file, &new_sb)
             .map_err(w.poison("writing the superblock"))?;
         self.file
             .sync()
@@ -1255,8 +1334,11 @@ impl Inner {
         changed.sort_unstable_by_key(|e| e.0);
         // At most this much: the old segment without the records the
         // overlay replaces or deletes, plus the overlay's.
-        let bound =
-            table.seg.len() as u64 + changed.iter().map(|(_, r)| 2 + r.len() as u64).sum::<u64>();
+        let bound = table.seg.len() as u64
+            + changed
+                .iter()
+                .map(|(_, r)| segment::peer_entry_len(r.len()) as u64)
+                .sum::<u64>();
         if bound == 0 {
             return Ok((SegmentRef::default(), Region::Heap(Vec::new())));
         }
@@ -1264,14 +1346,64 @@ impl Inner {
         let mut out = SegmentOut {
             file: &*self.file,
             at: ext.offset,
-            buf: Vec::with_capacity(SEGMENT_CHUNK + 2 + u16::MAX as usize),
+            buf: Vec::with_capacity(SEGMENT_CHUNK + segment::peer_entry_len(u16::MAX as usize)),
             len: 0,
             count: 0,
             crc: crc32fast::Hasher::new(),
         };
+        // Repair: the old table's records as its sound id slots find them,
+        // a damaged record rebuilt from its slot.
+        let mut rebuilt: Vec<(u64, Vec<u8>)> = Vec::new();
+        let from_slots = match w.salvage.as_mut() {
+            None => None,
+            Some(salvaged) => {
+                let mut v: Vec<(u64, PeerRecordRef<'_>)> = Vec::new();
+                for (i, s) in table.view().id_slots().iter().enumerate() {
+                    if !s.is_sound() {
+                        return Err(table.damaged(index::Damaged {
+                            table: index::Table::Id,
+                            slot: i,
+                        }));
+                    }
+                    if s.key() == 0 {
+                        continue;
+                    }
+                    match table.record_at(s.offset(), s.key()) {
+                        Ok(r) => v.push((index::id_hash(s.key()), r)),
+                        Err(_) => {
+                            let (account, peer_id) = crate::format::peer_record::split_key(s.key());
+                            let rec = crate::format::peer_record::PeerRecord {
+                                account,
+                                peer_id,
+                                access_hash: s.access_hash(),
+                                min: s.flags() & MIN != 0,
+                                tail: vec![1, 0],
+                                ..Default::default()
+                            };
+                            rebuilt.push((s.key(), rec.encode()));
+                            salvaged.push(s.key());
+                        }
+                    }
+                }
+                Some(v)
+            }
+        };
+        let mut from_slots = from_slots.map(|mut v| {
+            for (k, b) in &rebuilt {
+                if let Ok(r) = PeerRecordRef::parse(b) {
+                    v.push((index::id_hash(*k), r));
+                }
+            }
+            v.sort_unstable_by_key(|e| e.0);
+            v.into_iter().map(|(_, r)| Ok((0, r)))
+        });
+        let mut walk = table.records();
         let mut changed = changed.into_iter().peekable();
         let merged = (|| {
-            for e in table.records() {
+            while let Some(e) = match from_slots.as_mut() {
+                Some(it) => it.next(),
+                None => walk.next(),
+            } {
                 let (_, r) = e?;
                 if p.overlay.contains_key(&r.key()) {
                     continue;
@@ -1464,7 +1596,11 @@ mod tests {
         assert_eq!(in_order(&store), 650);
         for i in 101..=750 {
             let want = if i < 250 { i } else { -i };
-            assert_eq!(store.peer_access_hash(0, i), Some(Some(want)), "peer {i}");
+            assert_eq!(
+                store.peer_access_hash(0, i).unwrap(),
+                Some(Some(want)),
+                "peer {i}"
+            );
         }
         assert!(store.verify().unwrap().is_ok());
     }

@@ -83,14 +83,20 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     let view = g.view();
     let mut used = 0u64;
     let slots = view.id_slots();
-    let distances = g.header.hash_id >= index::HASH_ID_DISTANCE;
     for (i, s) in slots.iter().enumerate() {
+        if !s.is_sound() {
+            r.push(
+                base + 64 + 24 * i as u64,
+                "id slot fails its check byte (Store::repair() rebuilds the index)",
+            );
+            continue;
+        }
         if s.key() == 0 {
             continue;
         }
         used += 1;
         r.slots_checked += 1;
-        if distances && s.distance() != index::stored_distance(i, s.key(), slots.len()) {
+        if s.distance() != index::stored_distance(i, s.key(), slots.len()) {
             r.push(
                 base + 64 + 24 * i as u64,
                 "id slot stores a wrong probe distance",
@@ -105,13 +111,18 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
             Err(e) => r.push_err(e),
         }
     }
-    if g.header.hash_id >= index::HASH_ID_WORDS {
+    {
         let mut at = base + 64 + 24 * slots.len() as u64;
         for kind in [NameKind::Username, NameKind::Phone] {
             let names = view.name_slots(kind);
             for (i, s) in names.iter().enumerate() {
                 let stored = index::stored_name_distance(i, s.hash(), names.len());
-                if s.hash() != 0 && s.distance() != stored {
+                if !s.is_sound() {
+                    r.push(
+                        at + 16 * i as u64,
+                        "name slot fails its check byte (Store::repair() rebuilds the index)",
+                    );
+                } else if s.hash() != 0 && s.distance() != stored {
                     r.push(
                         at + 16 * i as u64,
                         "name slot stores a wrong probe distance",
@@ -140,7 +151,7 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
         };
         r.peers_checked += 1;
         let at = g.seg_ref.offset + off;
-        if view.get(rec.key()).map(|s| s.offset()) != Some(off) {
+        if view.get(rec.key()).ok().flatten().map(|s| s.offset()) != Some(off) {
             r.push(at, "peer record not reachable through the id index");
         }
         let names = rec
@@ -149,16 +160,8 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
             .chain(rec.phone().map(|p| (NameKind::Phone, p)));
         for (kind, name) in names {
             if !view
-                .names(
-                    kind,
-                    view.name_hash(
-                        name_hash(kind, rec.account(), name),
-                        kind,
-                        rec.account(),
-                        name,
-                    ),
-                )
-                .any(|o| o == off)
+                .names(kind, name_hash(kind, rec.account(), name))
+                .any(|o| o == Ok(off))
             {
                 r.push(
                     at,
@@ -189,6 +192,12 @@ fn check_file(file: &dyn RawFile, r: &mut VerifyReport) -> Option<State> {
                     "peer index missing, stale or failing its header check",
                 );
             }
+            for &at in &w.stats.superblock_copies_damaged {
+                r.push(
+                    at,
+                    "superblock copy damaged; the other copy is intact (a writable open rewrites it)",
+                );
+            }
             if w.stats.recovered_bytes > 0 {
                 r.push(
                     w.log_pos,
@@ -209,7 +218,7 @@ fn check_file(file: &dyn RawFile, r: &mut VerifyReport) -> Option<State> {
                     );
                 }
             }
-            check_table(&state.peers.table, !w.stats.index_rebuilt, r);
+            check_table(&state.peers.table, !w.index_unsaved, r);
             r.entries_checked += state.maps.iter().map(|m| m.len() as u64).sum::<u64>();
             Some(state)
         }
@@ -304,6 +313,86 @@ fn check_space(w: &Writer, r: &mut VerifyReport) {
         if e.end() > w.file_len {
             r.push(e.offset, "a free extent runs past the end of the file");
         }
+    }
+}
+
+/// What [`Store::repair`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// Peers whose record failed its checksum and was rebuilt from its
+    /// index slot, as `(account number, Bot API peer id)`: their access
+    /// hash and min flag are kept; usernames, phone, names and the rest of
+    /// the profile are lost until the peer is saved again.
+    pub salvaged: Vec<(u32, i64)>,
+    /// A [`Store::verify`] run after the repair: what is still wrong.
+    pub after: VerifyReport,
+}
+
+impl std::fmt::Display for RepairReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "peer table and index rewritten from the sound records")?;
+        if !self.salvaged.is_empty() {
+            writeln!(
+                f,
+                "{} damaged peer record(s) rebuilt from the index (access hash kept, names lost):",
+                self.salvaged.len()
+            )?;
+            for (acc, id) in &self.salvaged {
+                writeln!(f, "  account {acc}, peer {id}")?;
+            }
+        }
+        write!(f, "after the repair: {}", self.after)
+    }
+}
+
+impl Store {
+    /// Rebuilds what the store can rebuild from what it still trusts, and
+    /// says what it did.
+    ///
+    /// * The peer table and its index are written anew (a full
+    ///   compaction) from the records, each checked against its CRC: a
+    ///   damaged index (a slot failing its check byte, reported by
+    ///   lookups and [`Store::verify`]) is replaced.
+    /// * A peer record that fails its CRC is rebuilt from its id slot
+    ///   (which holds the key, access hash and flags): the access hash is
+    ///   kept, its names and profile are lost and listed in
+    ///   [`RepairReport::salvaged`].
+    /// * Superblock copies are repaired by every writable open.
+    ///
+    /// Damage that leaves no intact copy (a bucket segment, the synced
+    /// log, both superblock copies) makes open fail with
+    /// [`Error::Corrupt`]; restore such a file from a backup.
+    pub fn repair(&self) -> Result<RepairReport> {
+        let salvaged = {
+            let mut w = self.inner.writer.lock();
+            w.check()?;
+            let records_ok = self
+                .inner
+                .state
+                .read()
+                .peers
+                .table
+                .records()
+                .all(|e| e.is_ok());
+            w.salvage = (!records_ok).then(Vec::new);
+            // The peer table and its index are written anew whatever
+            // else the checkpoint decides.
+            w.index_unsaved = true;
+            let done = self
+                .inner
+                .checkpoint(&mut w, crate::store::Mode::Compact, 0);
+            let salvaged = w.salvage.take().unwrap_or_default();
+            done?;
+            salvaged
+        };
+        Ok(RepairReport {
+            salvaged: salvaged
+                .into_iter()
+                .map(crate::format::peer_record::split_key)
+                .collect(),
+            after: self.verify()?,
+        })
     }
 }
 

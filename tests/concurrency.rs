@@ -46,6 +46,7 @@ fn readers_see_only_committed_values() {
                     let floor = version.load(Ordering::Acquire);
                     let h = store
                         .peer_access_hash(0, i)
+                        .unwrap()
                         .expect("peer vanished")
                         .expect("hash lost");
                     let v = h - i * 1_000_000;

@@ -33,7 +33,7 @@ fn check(s: &Store, round: i64) {
     }
     for i in 1..=120 {
         assert_eq!(
-            s.peer_access_hash(0, i),
+            s.peer_access_hash(0, i).unwrap(),
             Some(Some(i * 10 + round)),
             "peer {i}"
         );
@@ -94,7 +94,7 @@ fn failure_at_every_step_of_compaction() {
 
 fn check_readonly(s: &Store) {
     for i in 1..=120 {
-        assert_eq!(s.peer_access_hash(0, i), Some(Some(i * 10 + 2)));
+        assert_eq!(s.peer_access_hash(0, i).unwrap(), Some(Some(i * 10 + 2)));
     }
 }
 
@@ -125,7 +125,7 @@ fn failure_at_every_step_of_an_automatic_index_switch() {
             let s = reopen_image(img, opts()).unwrap();
             check(&s, 1);
             if acked {
-                assert_eq!(s.peer_access_hash(0, 1050), Some(Some(1050)));
+                assert_eq!(s.peer_access_hash(0, 1050).unwrap(), Some(Some(1050)));
             }
             if switched {
                 assert!(s.stats().generation > before);

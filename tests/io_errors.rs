@@ -445,7 +445,10 @@ fn full_disk_on_a_real_file() {
         let b = s.bucket("fill").unwrap();
         for &i in &acked {
             if i % 4 == 3 {
-                assert_eq!(s.peer_access_hash(0, i as i64 + 1), Some(Some(i as i64)));
+                assert_eq!(
+                    s.peer_access_hash(0, i as i64 + 1).unwrap(),
+                    Some(Some(i as i64))
+                );
                 assert_eq!(
                     s.peer_id_by_username(0, &format!("user{i}")).unwrap(),
                     Some(i as i64 + 1)
@@ -507,7 +510,7 @@ fn failed_index_switch_after_a_commit_does_not_fail_the_commit() {
             before,
             "{on:?}: the switch failed"
         );
-        assert_eq!(store.peer_access_hash(0, 60), Some(Some(60)));
+        assert_eq!(store.peer_access_hash(0, 60).unwrap(), Some(Some(60)));
         assert!(matches!(
             store.bucket("a").unwrap().put(b"k", b"v"),
             Err(Error::Poisoned { .. })
@@ -515,7 +518,7 @@ fn failed_index_switch_after_a_commit_does_not_fail_the_commit() {
         drop(store);
         file.heal();
         let s = reopen_image(file.durable(), o).unwrap();
-        assert_eq!(s.peer_access_hash(0, 60), Some(Some(60)), "{on:?}");
+        assert_eq!(s.peer_access_hash(0, 60).unwrap(), Some(Some(60)), "{on:?}");
         assert_eq!(s.peer_id_by_username(0, "X").unwrap(), Some(60));
         assert!(s.verify().unwrap().is_ok());
     }

@@ -91,7 +91,7 @@ fn last_commit(s: &Store) -> Option<u64> {
         .peer_ids(0)
         .unwrap()
         .into_iter()
-        .filter_map(|id| s.peer_access_hash(0, id).flatten())
+        .filter_map(|id| s.peer_access_hash(0, id).unwrap().flatten())
         .map(|h| h as u64)
         .max();
     raw.max(peers)

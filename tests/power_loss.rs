@@ -455,7 +455,7 @@ fn crash_while_creating_a_store() {
         assert!(Store::open_backend(Arc::new(file.clone()), opts(Durability::Immediate)).is_err());
         file.heal();
         let pending = file.pending();
-        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert!(matches!(pending.len(), 1 | 2), "{pending:?}");
         images.push(file.crash_image(|_, _| Fate::Drop));
         images.push(file.crash_image(|_, _| Fate::Keep));
         for t in [1, 3, 8, 9, 100, 511] {

@@ -53,7 +53,7 @@ fn check(store: &Store, model: &BTreeMap<(String, Vec<u8>), Vec<u8>>, rounds: u3
         let last = (0..rounds).filter(|r| r % 2 == acc).max().unwrap();
         for i in 1..=200i64 {
             assert_eq!(
-                store.peer_access_hash(acc, i * 11),
+                store.peer_access_hash(acc, i * 11).unwrap(),
                 Some(Some(i * 1000 + last as i64))
             );
             assert_eq!(

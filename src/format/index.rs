@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | 0 | 8 | magic | `PLGINDEX` |
 //! | 8 | 4 | version | 1 |
-//! | 12 | 4 | hash_id | 1: [`name_hash_fnv`], linear probing; 2: the same, tables in Robin Hood order; 3: as 2, and each id slot stores its probe distance; 4: as 3, names hashed by [`name_hash`] and each name slot stores its probe distance |
+//! | 12 | 4 | hash_id | 5: Robin Hood order, [`name_hash`], stored probe distances, a check byte in every slot (1–4: earlier schemes, rebuilt on open) |
 //! | 16 | 8 | id_slots | slots in the id table |
 //! | 24 | 8 | name_slots | slots in the username table |
 //! | 32 | 8 | phone_slots | slots in the phone table |
@@ -22,6 +22,16 @@
 //! Probing: slot `i0 = (hash * slots) >> 64` (128-bit product), then
 //! `i0+1, i0+2, …` wrapping, until the key or an empty slot. Every table
 //! keeps at least one empty slot, so a probe always ends.
+//!
+//! Every slot, empty ones included, carries a check byte: the XOR of all
+//! its bytes is [`ID_CHECK`] (id slots) or [`NAME_CHECK`] (name slots). Any
+//! change confined to one byte of a slot breaks that, and so does an
+//! all-zero or all-ones slot. A lookup checks the slot it answers from,
+//! and an answer "absent" is given only after checking every slot from the
+//! key's home to the one that ended the probe, so damage to a slot can
+//! never turn into a wrong access hash or a peer reported absent: the
+//! lookup returns [`Damaged`] instead. Cost: a few ALU operations on bytes
+//! the probe has already loaded.
 
 use super::{le_u32, le_u64, masked_crc, peer_record::PeerRecordRef};
 use bytemuck::{Pod, Zeroable};
@@ -30,23 +40,18 @@ use bytemuck::{Pod, Zeroable};
 pub const MAGIC: [u8; 8] = *b"PLGINDEX";
 /// Index layout version.
 pub const VERSION: u32 = 1;
-/// The hash scheme id stored in the header.
-pub const HASH_ID: u32 = HASH_ID_WORDS;
-/// Tables in plain insertion order: a probe ends at the key or an empty slot.
-pub const HASH_ID_LINEAR: u32 = 1;
-/// Tables in Robin Hood order (every slot is at most as far from its home
-/// as the probe that passes it), so a probe for an absent key also ends
-/// at the first slot closer to its home than the probe is.
-pub const HASH_ID_ROBIN_HOOD: u32 = 2;
-/// Robin Hood order, and each id slot stores its distance from its home
-/// (`loc` bits 48–63), so a probe ends without hashing the residents.
-pub const HASH_ID_DISTANCE: u32 = 3;
-/// As [`HASH_ID_DISTANCE`], names hashed a word at a time ([`name_hash`]
-/// instead of [`name_hash_fnv`]), and each name slot also stores its
-/// distance (`loc` bits 48–63).
-pub const HASH_ID_WORDS: u32 = 4;
-/// Stored distance meaning "this far or farther" (hash the key to know).
-const DIST_SATURATED: u64 = 0xFFFF;
+/// The hash scheme id stored in the header: Robin Hood order, names by
+/// [`name_hash`], stored probe distances, check bytes. Indexes with an
+/// earlier scheme (1 to 4, without check bytes) are rebuilt on open.
+pub const HASH_ID: u32 = 5;
+/// Stored id distance meaning "this far or farther" (hash the key to know).
+const ID_DIST_SATURATED: u64 = 0xFF;
+/// Stored name distance meaning "this far or farther".
+const NAME_DIST_SATURATED: u64 = 0xFFFF;
+/// XOR of all 24 bytes of a sound id slot.
+pub const ID_CHECK: u8 = 0x5A;
+/// XOR of all 16 bytes of a sound name slot.
+pub const NAME_CHECK: u8 = 0xA5;
 /// Header bytes.
 pub const HEADER_LEN: usize = 64;
 /// Offset of `segment_offset`.
@@ -60,7 +65,7 @@ pub const HEADER_CRC_OFFSET: usize = 60;
 /// |---|---|---|---|
 /// | 0 | 8 | key | [`super::peer_record::peer_key`]; 0 = empty |
 /// | 8 | 8 | access_hash | valid when `loc` flag bit 0 is set |
-/// | 16 | 8 | loc | bits 0–39 record offset in the segment, bits 40–47 record flags, bits 48–63 probe distance (`hash_id` ≥ 3; 0xFFFF: at least that) |
+/// | 16 | 8 | loc | bits 0–39 record offset in the segment, bits 40–47 record flags, bits 48–55 check byte, bits 56–63 probe distance (0xFF: at least that) |
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq, Eq)]
 pub struct IdSlot {
@@ -77,7 +82,7 @@ pub struct IdSlot {
 /// | offset | size | field | meaning |
 /// |---|---|---|---|
 /// | 0 | 8 | hash | [`name_hash`]; 0 = empty |
-/// | 8 | 8 | loc | bits 0–39 record offset in the segment, bits 40–47 zero, bits 48–63 probe distance (`hash_id` 4; 0xFFFF: at least that) |
+/// | 8 | 8 | loc | bits 0–39 record offset in the segment, bits 40–47 check byte, bits 48–63 probe distance (0xFFFF: at least that) |
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq, Eq)]
 pub struct NameSlot {
@@ -112,9 +117,19 @@ impl IdSlot {
     pub fn flags(&self) -> u8 {
         (le_u64(&self.loc) >> 40) as u8
     }
-    /// Stored distance from the slot's home (`hash_id` ≥ 3), saturating.
+    /// Stored distance from the slot's home, saturating at 0xFF.
     pub fn distance(&self) -> u64 {
-        le_u64(&self.loc) >> 48
+        le_u64(&self.loc) >> 56
+    }
+    /// True when the slot's bytes XOR to [`ID_CHECK`].
+    #[inline]
+    pub fn is_sound(&self) -> bool {
+        fold8(le_u64(&self.key) ^ le_u64(&self.access_hash) ^ le_u64(&self.loc)) == ID_CHECK
+    }
+    fn seal(&mut self) {
+        let loc = le_u64(&self.loc) & !(0xFF << 48);
+        let f = fold8(le_u64(&self.key) ^ le_u64(&self.access_hash) ^ loc) ^ ID_CHECK;
+        self.loc = (loc | (f as u64) << 48).to_le_bytes();
     }
 }
 
@@ -127,9 +142,61 @@ impl NameSlot {
     pub fn offset(&self) -> u64 {
         le_u64(&self.loc) & OFFSET_MASK
     }
-    /// Stored distance from the slot's home (`hash_id` 4), saturating.
+    /// Stored distance from the slot's home, saturating at 0xFFFF.
     pub fn distance(&self) -> u64 {
         le_u64(&self.loc) >> 48
+    }
+    /// True when the slot's bytes XOR to [`NAME_CHECK`].
+    #[inline]
+    pub fn is_sound(&self) -> bool {
+        fold8(le_u64(&self.hash) ^ le_u64(&self.loc)) == NAME_CHECK
+    }
+    fn seal(&mut self) {
+        let loc = le_u64(&self.loc) & !(0xFF << 40);
+        let f = fold8(le_u64(&self.hash) ^ loc) ^ NAME_CHECK;
+        self.loc = (loc | (f as u64) << 40).to_le_bytes();
+    }
+}
+
+/// XOR of the eight bytes of `x`.
+#[inline]
+fn fold8(mut x: u64) -> u8 {
+    x ^= x >> 32;
+    x ^= x >> 16;
+    x ^= x >> 8;
+    x as u8
+}
+
+/// A slot failed its check byte: the index is damaged there. `slot` counts
+/// from the start of its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damaged {
+    /// Which table.
+    pub table: Table,
+    /// Slot number within it.
+    pub slot: usize,
+}
+
+/// The three tables of an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Peer ids.
+    Id,
+    /// Usernames.
+    Username,
+    /// Phones.
+    Phone,
+}
+
+impl Damaged {
+    /// Offset of the damaged slot from the start of the index region.
+    pub fn offset_in(&self, header: &Header) -> u64 {
+        let (base, size) = match self.table {
+            Table::Id => (0, 24),
+            Table::Username => (header.id_slots * 24, 16),
+            Table::Phone => (header.id_slots * 24 + header.name_slots * 16, 16),
+        };
+        HEADER_LEN as u64 + base + self.slot as u64 * size
     }
 }
 
@@ -156,7 +223,7 @@ pub enum NameKind {
     Phone = 2,
 }
 
-/// Hash of `(account, name)` for `hash_id` 4, never 0: the name's bytes
+/// Hash of `(account, name)`, never 0: the name's bytes
 /// ASCII-lowercased and read as little-endian 8-byte words, each folded
 /// into the state with a 64x64->128-bit multiply, then [`fmix64`].
 ///
@@ -168,7 +235,8 @@ pub enum NameKind {
 /// 128-bit, `h = low64(p) ^ high64(p)`, with `K1 = 0x243f_6a88_85a3_08d3`
 /// and `K2 = 0x9e37_79b9_7f4a_7c15`. The lowercasing is done eight bytes at
 /// a time, and the folds do not wait on each other's carries one byte at a
-/// time as [`name_hash_fnv`] does: a quarter of a username lookup's time.
+/// time as the FNV hash of earlier schemes did: a quarter of a username
+/// lookup's time.
 pub fn name_hash(kind: NameKind, account: u32, name: &str) -> u64 {
     const K1: u64 = 0x243f_6a88_85a3_08d3;
     const K2: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -203,21 +271,6 @@ fn lower_ascii(w: u64) -> u64 {
     let gt_z = low7 + (0x80 - b'Z' as u64 - 1) * ONES;
     let upper = ge_a & !gt_z & !w & (0x80 * ONES);
     w | upper >> 2
-}
-
-/// Hash of `(account, name)` for `hash_id` 1 to 3, never 0: FNV-1a over the
-/// kind byte, the account (LE) and the ASCII-lowercased name, then
-/// [`fmix64`].
-pub fn name_hash_fnv(kind: NameKind, account: u32, name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    };
-    eat(kind as u8);
-    account.to_le_bytes().into_iter().for_each(&mut eat);
-    name.bytes().for_each(|b| eat(b.to_ascii_lowercase()));
-    fmix64(h).max(1)
 }
 
 /// How far slot `i` is from `home`, probing forward with wrap-around.
@@ -297,8 +350,7 @@ pub struct Header {
     pub segment_offset: u64,
     /// CRC of all slots.
     pub slots_crc: u32,
-    /// [`HASH_ID_LINEAR`], [`HASH_ID_ROBIN_HOOD`], [`HASH_ID_DISTANCE`] or
-    /// [`HASH_ID_WORDS`].
+    /// [`HASH_ID`].
     pub hash_id: u32,
 }
 
@@ -352,12 +404,7 @@ impl Header {
         if w4(60) != masked_crc(&b[..HEADER_CRC_OFFSET]) {
             return Err("index header checksum");
         }
-        if w4(8) != VERSION
-            || !matches!(
-                w4(12),
-                HASH_ID_LINEAR | HASH_ID_ROBIN_HOOD | HASH_ID_DISTANCE | HASH_ID_WORDS
-            )
-        {
+        if w4(8) != VERSION || w4(12) != HASH_ID {
             return Err("index version or hash scheme");
         }
         let h = Header {
@@ -443,36 +490,31 @@ impl<'a> IndexView<'a> {
     /// The id slot holding `key`. A corrupt table that is full ends the probe
     /// after one lap instead of looping.
     #[inline]
-    pub fn get(&self, key: u64) -> Option<&'a IdSlot> {
+    pub fn get(&self, key: u64) -> IdProbe<'a> {
         self.id_table().get(key)
     }
 
     /// The id table alone, for callers that keep it across lookups.
     #[inline]
     pub fn id_table(&self) -> IdTable<'a> {
-        IdTable::new(self.ids, self.header.hash_id)
+        IdTable::new(self.ids)
     }
 
-    /// The hash this index files a name under, given the name's
-    /// [`name_hash`]: that hash itself from `hash_id` 4 on, the
-    /// [`name_hash_fnv`] before.
-    #[inline]
-    pub fn name_hash(&self, hash: u64, kind: NameKind, account: u32, name: &str) -> u64 {
-        if self.header.hash_id >= HASH_ID_WORDS {
-            hash
-        } else {
-            name_hash_fnv(kind, account, name)
-        }
-    }
-
-    /// Record offsets whose name hash (as [`IndexView::name_hash`] gives
-    /// it) equals `hash`, in probe order; the caller confirms each against
-    /// the record.
-    pub fn names(&self, kind: NameKind, hash: u64) -> impl Iterator<Item = u64> + 'a {
+    /// Record offsets whose name hash equals `hash`, in probe order; the
+    /// caller confirms each against the record. Every slot the probe reads
+    /// is checked first: a damaged one ends the iteration with
+    /// [`Damaged`], so a name is never reported absent because of it.
+    pub fn names(
+        &self,
+        kind: NameKind,
+        hash: u64,
+    ) -> impl Iterator<Item = Result<u64, Damaged>> + 'a {
         let table = self.name_slots(kind);
+        let which = match kind {
+            NameKind::Username => Table::Username,
+            NameKind::Phone => Table::Phone,
+        };
         let n = table.len();
-        let robin_hood = self.header.hash_id >= HASH_ID_ROBIN_HOOD;
-        let stored = self.header.hash_id >= HASH_ID_WORDS;
         let mut i = if n == 0 { 0 } else { start(hash, n) };
         let mut d = 0;
         std::iter::from_fn(move || {
@@ -481,14 +523,21 @@ impl<'a> IndexView<'a> {
                 let here = i;
                 i = if i + 1 == n { 0 } else { i + 1 };
                 d += 1;
+                if !s.is_sound() {
+                    d = n;
+                    return Some(Err(Damaged {
+                        table: which,
+                        slot: here,
+                    }));
+                }
                 let resident = |h| match s.distance() {
-                    dist if stored && dist < DIST_SATURATED => dist as usize,
+                    dist if dist < NAME_DIST_SATURATED => dist as usize,
                     _ => distance(here, start(h, n), n),
                 };
                 match s.hash() {
                     0 => d = n,
-                    h if h == hash => return Some(s.offset()),
-                    h if robin_hood && resident(h) < d - 1 => d = n,
+                    h if h == hash => return Some(Ok(s.offset())),
+                    h if resident(h) < d - 1 => d = n,
                     _ => {}
                 }
             }
@@ -513,13 +562,16 @@ impl<'a> IndexView<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct IdTable<'a> {
     ids: &'a [u8],
-    hash_id: u32,
 }
 
+/// What an id probe answers: the slot holding the key, none, or the slot
+/// that failed its check.
+pub type IdProbe<'a> = Result<Option<&'a IdSlot>, Damaged>;
+
 impl<'a> IdTable<'a> {
-    /// The table over `ids` (whole slots), probed as `hash_id` says.
-    pub fn new(ids: &'a [u8], hash_id: u32) -> IdTable<'a> {
-        IdTable { ids, hash_id }
+    /// The table over `ids` (whole slots).
+    pub fn new(ids: &'a [u8]) -> IdTable<'a> {
+        IdTable { ids }
     }
 
     /// Where the slots lie within `region` (the index they came from).
@@ -529,11 +581,6 @@ impl<'a> IdTable<'a> {
             return 0..0;
         }
         at..at + self.ids.len()
-    }
-
-    /// The table's hash scheme.
-    pub fn hash_id(&self) -> u32 {
-        self.hash_id
     }
 
     #[inline]
@@ -559,88 +606,78 @@ impl<'a> IdTable<'a> {
     /// The slot holding `key`. A corrupt table that is full ends the probe
     /// after one lap instead of looping.
     #[inline]
-    pub fn get(&self, key: u64) -> Option<&'a IdSlot> {
+    pub fn get(&self, key: u64) -> IdProbe<'a> {
         let n = self.ids.len() / ID;
         if n == 0 || key == 0 {
-            return None;
+            return Ok(None);
         }
         let i = start(id_hash(key), n);
-        // Fast path: almost every probe run ends within a few slots, so
-        // the first FAST slots are examined without a branch per slot (a
-        // branch on freshly missed memory mispredicts often and stalls the
-        // next lookup behind it). A run ends at the key, at an empty slot,
-        // or (stored distances) at a resident closer to its home than the
-        // probe is to the key's.
-        let dist = self.hash_id >= HASH_ID_DISTANCE;
+        // Fast path: almost every lookup is of a present key whose slot is
+        // within a few of its home, so the first FAST slots are compared
+        // without a branch per slot (a branch on freshly missed memory
+        // mispredicts often and stalls the next lookup behind it), and
+        // only the slot that answers is checked. Everything else (absent
+        // keys, long runs) takes the checked walk from the home.
         if let Some(win) = self.ids.get(i * ID..(i + FAST) * ID) {
             let word =
                 |at: usize| u64::from_le_bytes(win[at..at + 8].try_into().unwrap_or_default());
-            // Hits and run ends are found separately, so a hit does not
-            // wait for the distance words.
             let (mut before, mut run) = (0usize, true);
             for j in 0..FAST {
                 run &= word(j * ID) != key;
                 before += run as usize;
             }
             if before < FAST {
-                return Some(bytemuck::from_bytes(&win[before * ID..before * ID + ID]));
+                let s: &IdSlot = bytemuck::from_bytes(&win[before * ID..before * ID + ID]);
+                return if s.is_sound() {
+                    Ok(Some(s))
+                } else {
+                    Err(Damaged {
+                        table: Table::Id,
+                        slot: i + before,
+                    })
+                };
             }
-            // The run ends where slot `j` is empty or (stored distances) holds
-            // a resident less than `j` from its home. The test is one integer
-            // whose sign bit says "ended": an `|` of booleans is compiled to a
-            // branch per slot, and for absent keys those branches mispredict
-            // (absent lookups took 38 ns instead of 26).
-            let mut ends = 0u64;
-            for j in 0..FAST {
-                let k = word(j * ID);
-                // Sign bit set iff `k == 0`.
-                let empty = !(k | k.wrapping_neg());
-                let short = (word(j * ID + 16) >> 48).wrapping_sub(j as u64);
-                ends |= if dist { empty | short } else { empty };
-            }
-            if (ends as i64) < 0 {
-                return None;
-            }
-            // The window's slots are neither the key nor a run end.
-            // The window fit, so `i + FAST <= n`.
-            let next = if i + FAST == n { 0 } else { i + FAST };
-            return self.probe(key, next, FAST, n);
         }
-        self.probe(key, i, 0, n)
+        self.probe(key, i, n)
     }
 
-    /// The rest of a probe run that did not end in the fast path: from
-    /// slot `i`, `skipped` slots past the key's home.
+    /// The checked walk: from the key's home `i`, every slot read is
+    /// checked before it decides anything, so a miss is reported only when
+    /// every slot that could have held the key is sound.
     #[cold]
     #[inline(never)]
-    fn probe(&self, key: u64, mut i: usize, skipped: usize, n: usize) -> Option<&'a IdSlot> {
-        let robin_hood = self.hash_id >= HASH_ID_ROBIN_HOOD;
-        let dist = self.hash_id >= HASH_ID_DISTANCE;
-        for d in skipped..n {
-            let s = self.at(i)?;
+    fn probe(&self, key: u64, mut i: usize, n: usize) -> IdProbe<'a> {
+        for d in 0..n {
+            let Some(s) = self.at(i) else { return Ok(None) };
+            if !s.is_sound() {
+                return Err(Damaged {
+                    table: Table::Id,
+                    slot: i,
+                });
+            }
             let resident = |k| match s.distance() {
-                stored if dist && stored < DIST_SATURATED => stored as usize,
+                stored if stored < ID_DIST_SATURATED => stored as usize,
                 _ => distance(i, start(id_hash(k), n), n),
             };
             match s.key() {
-                k if k == key => return Some(s),
-                0 => return None,
-                k if robin_hood && resident(k) < d => return None,
+                k if k == key => return Ok(Some(s)),
+                0 => return Ok(None),
+                k if resident(k) < d => return Ok(None),
                 _ => i = if i + 1 == n { 0 } else { i + 1 },
             }
         }
-        None
+        Ok(None)
     }
 }
 
-/// The distance an id slot (`hash_id` ≥ 3) at `i` holding `key` stores.
+/// The distance an id slot at `i` holding `key` stores.
 pub fn stored_distance(i: usize, key: u64, slots: usize) -> u64 {
-    stored_name_distance(i, id_hash(key), slots)
+    (distance(i, start(id_hash(key), slots), slots) as u64).min(ID_DIST_SATURATED)
 }
 
-/// The distance a name slot (`hash_id` 4) at `i` holding `hash` stores.
+/// The distance a name slot at `i` holding `hash` stores.
 pub fn stored_name_distance(i: usize, hash: u64, slots: usize) -> u64 {
-    (distance(i, start(hash, slots), slots) as u64).min(DIST_SATURATED)
+    (distance(i, start(hash, slots), slots) as u64).min(NAME_DIST_SATURATED)
 }
 
 fn slots_for(count: usize, load: f64) -> usize {
@@ -659,24 +696,8 @@ pub fn build<'r>(
     segment_offset: u64,
     load: f64,
 ) -> Vec<u8> {
-    build_scheme(records, count, segment_offset, load, HASH_ID)
-}
-
-/// [`build`] for any `hash_id` a reader accepts: older schemes are written
-/// only to test that files from older writers still read.
-pub fn build_scheme<'r>(
-    records: impl Iterator<Item = (u64, PeerRecordRef<'r>)>,
-    count: usize,
-    segment_offset: u64,
-    load: f64,
-    hash_id: u32,
-) -> Vec<u8> {
     let load = load.clamp(0.1, 0.95);
-    let hash = if hash_id >= HASH_ID_WORDS {
-        name_hash
-    } else {
-        name_hash_fnv
-    };
+    let hash = name_hash;
     // `count` (the caller's record count) sizes the id list once: growing
     // it by doubling copies and page-faults it again at each step.
     let mut ids: Vec<(u64, IdSlot)> = Vec::with_capacity(count);
@@ -716,7 +737,7 @@ pub fn build_scheme<'r>(
         peer_count: ids.len() as u64,
         segment_offset,
         slots_crc: 0,
-        hash_id,
+        hash_id: HASH_ID,
     };
     let total = header.region_len().unwrap_or(0) as usize;
     let mut region = vec![0u8; total];
@@ -727,19 +748,21 @@ pub fn build_scheme<'r>(
         fill(table, ids, |s| (s.key() != 0).then(|| id_hash(s.key())));
         let n = table.len();
         for (i, s) in table.iter_mut().enumerate() {
-            if s.key() != 0 && hash_id >= HASH_ID_DISTANCE {
-                s.loc = (le_u64(&s.loc) | stored_distance(i, s.key(), n) << 48).to_le_bytes();
+            if s.key() != 0 {
+                s.loc = (le_u64(&s.loc) | stored_distance(i, s.key(), n) << 56).to_le_bytes();
             }
+            s.seal();
         }
         for (bytes, entries) in [(nm, names), (ph, phones)] {
             let table: &mut [NameSlot] = bytemuck::cast_slice_mut(bytes);
             fill(table, entries, |s| (s.hash() != 0).then(|| s.hash()));
             let n = table.len();
             for (i, s) in table.iter_mut().enumerate() {
-                if s.hash() != 0 && hash_id >= HASH_ID_WORDS {
+                if s.hash() != 0 {
                     let d = stored_name_distance(i, s.hash(), n);
                     s.loc = (le_u64(&s.loc) | d << 48).to_le_bytes();
                 }
+                s.seal();
             }
         }
     }
@@ -794,15 +817,15 @@ mod tests {
         let v = IndexView::new(&region).unwrap();
         assert!(slots_crc_ok(&region, &v.header));
         for (off, r) in recs(&seg) {
-            let s = v.get(r.key()).unwrap();
+            let s = v.get(r.key()).unwrap().unwrap();
             assert_eq!((s.offset(), s.access_hash()), (off, r.access_hash()));
             for u in r.usernames() {
                 let h = name_hash(NameKind::Username, r.account(), &u.to_uppercase());
-                assert!(v.names(NameKind::Username, h).any(|o| o == off));
+                assert!(v.names(NameKind::Username, h).any(|o| o == Ok(off)));
             }
         }
-        assert!(v.get(super::super::peer_record::peer_key(0, 5)).is_none());
-        assert!(IndexView::empty().get(1).is_none());
+        assert_eq!(v.get(super::super::peer_record::peer_key(0, 5)), Ok(None));
+        assert_eq!(IndexView::empty().get(1), Ok(None));
     }
 
     #[test]
@@ -824,7 +847,63 @@ mod tests {
         let ids = &mut full[HEADER_LEN..HEADER_LEN + h.id_slots as usize * 24];
         ids.iter_mut().for_each(|b| *b = 0xee);
         let v = IndexView::new(&full).unwrap();
-        assert!(v.get(12345).is_none());
+        assert!(v.get(12345).is_err());
+    }
+
+    /// Every single-byte change of any slot (any value) is caught by the
+    /// lookups that read it: a present key answers right or `Damaged`, an
+    /// absent key is never reported present, and no present key is
+    /// reported absent.
+    #[test]
+    fn every_slot_byte_change_is_caught() {
+        let seg = segment_of(200);
+        let region = build(recs(&seg), 0, 8192, 0.9);
+        let good = IndexView::new(&region).unwrap();
+        let want: Vec<_> = recs(&seg)
+            .map(|(off, r)| {
+                (
+                    r.key(),
+                    off,
+                    r.access_hash(),
+                    r.usernames().next().map(str::to_owned),
+                    r.account(),
+                )
+            })
+            .collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for at in HEADER_LEN..region.len() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let delta = ((x >> 56) as u8).max(1);
+            let mut bad = region.clone();
+            bad[at] ^= delta;
+            let v = IndexView::trusted(&bad, good.header);
+            for (key, off, hash, name, account) in &want {
+                match v.get(*key) {
+                    Ok(Some(s)) => {
+                        assert_eq!((s.offset(), s.access_hash()), (*off, *hash), "byte {at}")
+                    }
+                    Ok(None) => panic!("byte {at}: key {key} reported absent"),
+                    Err(_) => {}
+                }
+                if let Some(u) = name {
+                    let h = name_hash(NameKind::Username, *account, u);
+                    let got: Vec<_> = v.names(NameKind::Username, h).collect();
+                    assert!(
+                        got.contains(&Ok(*off)) || got.iter().any(Result::is_err),
+                        "byte {at}: name {u} lost"
+                    );
+                }
+            }
+            for k in 1..50 {
+                let key = super::super::peer_record::peer_key(9, k);
+                assert!(
+                    !matches!(v.get(key), Ok(Some(_))),
+                    "byte {at}: absent key found"
+                );
+            }
+        }
     }
 
     /// `fill` gives Robin Hood order (each used slot at most one further
@@ -873,70 +952,62 @@ mod tests {
         }
     }
 
-    /// Tables are written in Robin Hood order with each slot's distance,
-    /// and lookups that stop early on that order (with stored distances,
-    /// with hashed ones, or not at all for `hash_id` 1) still find every
-    /// key and name and miss every absent one, in every scheme a reader
-    /// accepts.
+    /// Tables are written in Robin Hood order with each slot's distance and
+    /// check byte, and lookups that stop early on that order still find
+    /// every key and name and miss every absent one.
     #[test]
     fn robin_hood_order() {
         let seg = segment_of(3000);
-        for scheme in [
-            HASH_ID_LINEAR,
-            HASH_ID_ROBIN_HOOD,
-            HASH_ID_DISTANCE,
-            HASH_ID_WORDS,
-        ] {
-            let region = build_scheme(recs(&seg), 0, 8192, 0.9, scheme);
-            let v = IndexView::new(&region).unwrap();
-            assert_eq!(v.header.hash_id, scheme);
-            let ids = v.id_slots();
-            let n = ids.len();
-            for (i, s) in ids.iter().enumerate().filter(|(_, s)| s.key() != 0) {
-                let d = distance(i, start(id_hash(s.key()), n), n) as u64;
-                assert_eq!(s.distance(), if scheme >= HASH_ID_DISTANCE { d } else { 0 });
+        let region = build(recs(&seg), 0, 8192, 0.9);
+        let v = IndexView::new(&region).unwrap();
+        assert_eq!(v.header.hash_id, HASH_ID);
+        let ids = v.id_slots();
+        let n = ids.len();
+        assert!(ids.iter().all(IdSlot::is_sound));
+        for (i, s) in ids.iter().enumerate().filter(|(_, s)| s.key() != 0) {
+            let d = distance(i, start(id_hash(s.key()), n), n) as u64;
+            assert_eq!(s.distance(), d.min(ID_DIST_SATURATED));
+        }
+        for kind in [NameKind::Username, NameKind::Phone] {
+            let names = v.name_slots(kind);
+            assert!(names.iter().all(NameSlot::is_sound));
+            let n = names.len();
+            for (i, s) in names.iter().enumerate().filter(|(_, s)| s.hash() != 0) {
+                let d = distance(i, start(s.hash(), n), n) as u64;
+                assert_eq!(s.distance(), d);
             }
-            for kind in [NameKind::Username, NameKind::Phone] {
-                let names = v.name_slots(kind);
-                let n = names.len();
-                for (i, s) in names.iter().enumerate().filter(|(_, s)| s.hash() != 0) {
-                    let d = distance(i, start(s.hash(), n), n) as u64;
-                    assert_eq!(s.distance(), if scheme >= HASH_ID_WORDS { d } else { 0 });
-                }
+        }
+        for i in 0..n {
+            let (a, b) = (&ids[if i == 0 { n - 1 } else { i - 1 }], &ids[i]);
+            if a.key() != 0 && b.key() != 0 {
+                let da = distance(
+                    if i == 0 { n - 1 } else { i - 1 },
+                    start(id_hash(a.key()), n),
+                    n,
+                );
+                let db = distance(i, start(id_hash(b.key()), n), n);
+                assert!(db <= da + 1, "slot {i}: distance {db} after {da}");
             }
-            for i in 0..n {
-                let (a, b) = (&ids[if i == 0 { n - 1 } else { i - 1 }], &ids[i]);
-                if a.key() != 0 && b.key() != 0 {
-                    let da = distance(
-                        if i == 0 { n - 1 } else { i - 1 },
-                        start(id_hash(a.key()), n),
-                        n,
-                    );
-                    let db = distance(i, start(id_hash(b.key()), n), n);
-                    assert!(db <= da + 1, "slot {i}: distance {db} after {da}");
-                }
+        }
+        let find = |kind, account, name: &str| {
+            v.names(kind, name_hash(kind, account, name))
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        };
+        for (off, r) in recs(&seg) {
+            assert_eq!(v.get(r.key()).unwrap().map(|s| s.offset()), Some(off));
+            for u in r.usernames() {
+                assert!(find(NameKind::Username, r.account(), &u.to_uppercase()).contains(&off));
             }
-            let find = |kind, account, name: &str| {
-                let h = v.name_hash(name_hash(kind, account, name), kind, account, name);
-                v.names(kind, h).collect::<Vec<_>>()
-            };
-            for (off, r) in recs(&seg) {
-                assert_eq!(v.get(r.key()).map(|s| s.offset()), Some(off));
-                for u in r.usernames() {
-                    assert!(
-                        find(NameKind::Username, r.account(), &u.to_uppercase()).contains(&off)
-                    );
-                }
-                if let Some(p) = r.phone() {
-                    assert!(find(NameKind::Phone, r.account(), p).contains(&off));
-                }
+            if let Some(p) = r.phone() {
+                assert!(find(NameKind::Phone, r.account(), p).contains(&off));
             }
-            for k in 1..20_000u64 {
-                let key = super::super::peer_record::peer_key(7, k as i64);
-                assert!(v.get(key).is_none());
-                assert!(find(NameKind::Username, 7, &format!("user{k}")).is_empty());
-                assert!(find(NameKind::Phone, 0, &format!("+{k}x")).is_empty());
-            }
+        }
+        for k in 1..20_000u64 {
+            let key = super::super::peer_record::peer_key(7, k as i64);
+            assert_eq!(v.get(key), Ok(None));
+            assert!(find(NameKind::Username, 7, &format!("user{k}")).is_empty());
+            assert!(find(NameKind::Phone, 0, &format!("+{k}x")).is_empty());
         }
     }
 
@@ -1024,7 +1095,10 @@ mod tests {
             buf.extend_from_slice(&region);
             let v = IndexView::new(&buf[shift..]).unwrap();
             assert_eq!(
-                v.get(recs(&seg).next().unwrap().1.key()).unwrap().offset(),
+                v.get(recs(&seg).next().unwrap().1.key())
+                    .unwrap()
+                    .unwrap()
+                    .offset(),
                 0
             );
         }

@@ -12,7 +12,17 @@
 //! | 8 | key_len | key |
 //! | 8+key_len | value_len | value |
 //!
-//! Peer segment entry: `u16 len` then a [`super::peer_record`] of `len` bytes.
+//! Peer segment entry (format version 2):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | len |
+//! | 2 | 4 | crc: `masked_crc(len as 2 LE bytes, record)` |
+//! | 6 | len | a [`super::peer_record`] |
+//!
+//! Every read of a record checks its CRC, so a lookup, a `peer()` read or
+//! a fold never trusts a damaged record. Version 1 entries had no CRC
+//! ([`legacy_peers`]); they are converted when such a file is opened.
 
 use crate::codec::DecodeError;
 
@@ -67,33 +77,92 @@ pub fn entries(seg: &[u8]) -> impl Iterator<Item = EntryResult<'_>> {
     })
 }
 
+/// Bytes before the record in a peer entry: `u16 len`, `u32 crc`.
+pub const PEER_HEAD: usize = 6;
+
+/// Size of the peer entry holding a record of `len` bytes.
+pub fn peer_entry_len(len: usize) -> usize {
+    PEER_HEAD + len
+}
+
+fn peer_crc(len: [u8; 2], record: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(record);
+    super::mask(h.finalize())
+}
+
 /// Appends a peer entry.
 pub fn put_peer(out: &mut Vec<u8>, record: &[u8]) {
-    out.extend_from_slice(&(record.len() as u16).to_le_bytes());
+    let len = (record.len() as u16).to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&peer_crc(len, record).to_le_bytes());
     out.extend_from_slice(record);
 }
 
-/// The peer record whose entry starts at `at` (the offset an index slot holds).
+const BOUNDS: DecodeError = DecodeError {
+    what: "peer entry out of bounds",
+};
+const CRC: DecodeError = DecodeError {
+    what: "peer entry checksum mismatch",
+};
+
+/// The peer record whose entry starts at `at` (the offset an index slot
+/// holds), after checking its CRC.
+#[inline]
 pub fn peer_at(seg: &[u8], at: usize) -> Result<&[u8], DecodeError> {
-    let head = seg.get(at..at + 2).ok_or(ERR)?;
-    let len = u16::from_le_bytes([head[0], head[1]]) as usize;
-    seg.get(at + 2..at + 2 + len).ok_or(ERR)
+    let head = seg
+        .get(at..at.checked_add(PEER_HEAD).ok_or(BOUNDS)?)
+        .ok_or(BOUNDS)?;
+    let len = [head[0], head[1]];
+    let crc = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
+    let start = at + PEER_HEAD;
+    let rec = seg
+        .get(start..start + u16::from_le_bytes(len) as usize)
+        .ok_or(BOUNDS)?;
+    if peer_crc(len, rec) != crc {
+        return Err(CRC);
+    }
+    Ok(rec)
 }
 
-/// Iterates `(offset, record bytes)` over a peer segment.
+/// Iterates `(offset, record bytes)` over a peer segment, checking every
+/// entry's CRC; the first bad entry yields an error and ends it.
 pub fn peers(
     seg: &[u8],
 ) -> impl Iterator<Item = Result<(usize, &[u8]), (usize, DecodeError)>> + Clone {
-    let mut at = 0usize;
+    walk(seg, PEER_HEAD, peer_at)
+}
+
+/// Iterates a version 1 peer segment (`u16 len`, record; no per-entry
+/// CRC: the caller checks the whole segment's CRC first).
+pub fn legacy_peers(
+    seg: &[u8],
+) -> impl Iterator<Item = Result<(usize, &[u8]), (usize, DecodeError)>> + Clone {
+    walk(seg, 2, |seg, at| {
+        let head = seg
+            .get(at..at.checked_add(2).ok_or(BOUNDS)?)
+            .ok_or(BOUNDS)?;
+        let len = u16::from_le_bytes([head[0], head[1]]) as usize;
+        seg.get(at + 2..at + 2 + len).ok_or(BOUNDS)
+    })
+}
+
+fn walk<'a>(
+    seg: &'a [u8],
+    head: usize,
+    at: impl Fn(&'a [u8], usize) -> Result<&'a [u8], DecodeError> + Clone,
+) -> impl Iterator<Item = Result<(usize, &'a [u8]), (usize, DecodeError)>> + Clone {
+    let mut pos = 0usize;
     let mut failed = false;
     std::iter::from_fn(move || {
-        if failed || at == seg.len() {
+        if failed || pos == seg.len() {
             return None;
         }
-        let start = at;
-        match peer_at(seg, at) {
+        let start = pos;
+        match at(seg, pos) {
             Ok(r) => {
-                at += 2 + r.len();
+                pos += head + r.len();
                 Some(Ok((start, r)))
             }
             Err(e) => {
@@ -120,7 +189,17 @@ mod tests {
         put_peer(&mut ps, b"abc");
         put_peer(&mut ps, b"de");
         let got: Vec<_> = peers(&ps).map(Result::unwrap).collect();
-        assert_eq!(got, vec![(0, &b"abc"[..]), (5, &b"de"[..])]);
+        assert_eq!(got, vec![(0, &b"abc"[..]), (9, &b"de"[..])]);
+        // Every single-bit flip of a peer entry is caught.
+        for i in 0..ps.len() * 8 {
+            let mut bad = ps.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            let got: Vec<_> = peers(&bad).collect();
+            assert!(
+                got.iter().any(|e| e.is_err()) || got.len() != 2,
+                "flip of bit {i} passed"
+            );
+        }
     }
 
     #[test]
@@ -133,6 +212,7 @@ mod tests {
         let huge = [0xff; 8];
         assert_eq!(entries(&huge).next(), Some(Err((0, ERR))));
         assert!(peer_at(&[5, 0, 1], 0).is_err());
+        assert!(peer_at(&[0; 6], 0).is_err(), "zeros are not an entry");
         assert!(peer_at(&[], 7).is_err());
     }
 }

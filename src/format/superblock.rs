@@ -1,8 +1,13 @@
-//! Superblock: the root of the file, written alternately to two slots.
+//! Superblock: the root of the file, written alternately to two slots, and
+//! each time in two copies.
 //!
-//! Slot `generation % 2` lives at file offset `(generation % 2) * 4096`. Open
-//! reads both and takes the valid one with the higher generation, so a torn
-//! superblock write leaves the previous one in charge.
+//! The primary copy of generation `g` lives at `(g % 2) * 4096`, its mirror
+//! at `((g + 1) % 2) * 4096 + 2048`: the other page, so no single damaged
+//! byte, sector or page takes both copies of one generation. Open reads all
+//! four places and takes the newest generation with at least one valid
+//! copy. A torn write of both copies (the checkpoint never returned) leaves
+//! the previous generation in charge; damage to one copy is repaired from
+//! the other. Version 1 files have no mirrors.
 //!
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
@@ -29,7 +34,12 @@ pub const MAGIC: [u8; 8] = [0x89, b'P', b'L', b'G', b'\r', b'\n', 0x1a, b'\n'];
 /// The magic as written in FORMAT.md.
 pub const MAGIC_HEX: &str = "89 50 4C 47 0D 0A 1A 0A";
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads (and upgrades on the first
+/// writable open).
+pub const OLDEST_VERSION: u32 = 1;
+/// Offset of a mirror copy within its page.
+pub const MIRROR_IN_PAGE: u64 = 2048;
 /// Encoded size of a superblock.
 pub const SIZE: usize = 512;
 /// `generation` and `next_seq` start at 1 and grow by one per checkpoint
@@ -113,6 +123,9 @@ impl SegmentRef {
 /// The decoded superblock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Superblock {
+    /// The format version it was read with ([`Superblock::encode`] always
+    /// writes [`FORMAT_VERSION`]).
+    pub version: u32,
     /// Bumped by every checkpoint; picks the slot.
     pub generation: u64,
     /// Sequence number of the first commit in the log region.
@@ -149,9 +162,23 @@ fn u64_at(b: &[u8; SIZE], at: usize) -> u64 {
 }
 
 impl Superblock {
-    /// File offset of the slot this superblock belongs in.
+    /// File offset of the slot this superblock belongs in (its primary copy).
     pub fn slot_offset(generation: u64) -> u64 {
         (generation % 2) * PAGE
+    }
+
+    /// File offset of the mirror copy (format version 2): in the other
+    /// slot's page, 2048 bytes in.
+    pub fn mirror_offset(generation: u64) -> u64 {
+        ((generation + 1) % 2) * PAGE + MIRROR_IN_PAGE
+    }
+
+    /// Both places a superblock of this generation is written to.
+    pub fn copy_offsets(generation: u64) -> [u64; 2] {
+        [
+            Self::slot_offset(generation),
+            Self::mirror_offset(generation),
+        ]
     }
 
     /// Encodes into the 512-byte slot image.
@@ -221,6 +248,7 @@ impl Superblock {
             };
         }
         let sb = Superblock {
+            version,
             generation: u64_at(b, 16),
             next_seq: u64_at(b, 24),
             log: Extent {
@@ -321,6 +349,7 @@ mod tests {
             count: 3,
             crc: 42,
         };
+        sb.version = FORMAT_VERSION;
         sb
     }
 
@@ -345,10 +374,13 @@ mod tests {
     fn rejects_foreign_and_newer() {
         assert_eq!(Superblock::decode(&[0u8; SIZE]), Err(SlotError::NotPeerlog));
         let mut img = sample().encode();
-        img[8..12].copy_from_slice(&2u32.to_le_bytes());
+        img[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let crc = masked_crc(&img[..CRC_OFFSET]);
         img[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Superblock::decode(&img), Err(SlotError::Version(2)));
+        assert_eq!(
+            Superblock::decode(&img),
+            Err(SlotError::Version(FORMAT_VERSION + 1))
+        );
     }
 
     /// Regression: a superblock with a valid CRC and a region length near

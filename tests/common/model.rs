@@ -124,7 +124,7 @@ impl Model {
             }
         }
         for ((acc, id), r) in &self.peers {
-            let h = store.peer_access_hash(*acc, *id);
+            let h = store.peer_access_hash(*acc, *id).unwrap();
             if h != Some(r.access_hash) {
                 return Err(format!(
                     "peer {acc}/{id}: hash {h:?}, want {:?}",
