@@ -13,12 +13,20 @@
 # Environment: FUZZ_TARGETS="model decoders" runs a subset; FUZZ_ARGS adds
 # libFuzzer flags (e.g. FUZZ_ARGS=-jobs=2); FUZZ_KEEP_LOGS=DIR keeps the
 # full log of a failed target there.
+#
+# Targets in `known_failing` below find what an open issue already reports;
+# their findings are printed as KNOWN and do not fail the run (the way a
+# test marked #[ignore] does not). Remove a target from it when its issue
+# is fixed.
 set -uo pipefail
 
 secs=${1:-30}
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-read -r -a targets <<<"${FUZZ_TARGETS:-open_bytes mutate_store decoders session_strings model}"
+read -r -a targets <<<"${FUZZ_TARGETS:-open_bytes mutate_store decoders session_strings model damage}"
+# damage: silently wrong answers after bit rot (issue 15), until the engine
+# detects damage in superblocks, the log tail and peer records.
+known_failing=" damage "
 
 say() { printf 'fuzz: %s\n' "$*"; }
 skip() {
@@ -87,6 +95,10 @@ for t in "${targets[@]}"; do
     tail -n 20 "$log"
     if [ -n "${FUZZ_KEEP_LOGS:-}" ]; then
       mkdir -p "$FUZZ_KEEP_LOGS" && cp "$log" "$FUZZ_KEEP_LOGS/"
+    fi
+    if [[ "$known_failing" == *" $t "* ]]; then
+      summary+=("$(printf '%-16s KNOWN failure (exit %s), not counted: see known_failing' "$t" "$rc")")
+      continue
     fi
     failed+=("$t")
     summary+=("$(printf '%-16s FAILED (exit %s)' "$t" "$rc")")

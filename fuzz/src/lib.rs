@@ -294,3 +294,8 @@ pub fn write_compact_reopen(
     );
     Some(again)
 }
+
+/// The damage property of `tests/damage.rs` (the same file): a store built
+/// through the typed API, its model, and the judge of a damaged image.
+#[path = "../../tests/common/damage.rs"]
+pub mod damage;
