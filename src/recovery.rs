@@ -386,6 +386,21 @@ pub(crate) fn load(
         seq += 1;
     }
     state.replaying(false);
+    // The sync mark: commits through `mark` were synced, so a log that
+    // ends before them was damaged, not torn.
+    let mark = read_sync_mark(file, len)?;
+    if let Some(m) = mark
+        && m >= seq
+    {
+        return Err(Error::corrupt(
+            sb.log.offset + pos as u64,
+            format!(
+                "the log ends at commit {} but commits through {m} were synced (sync mark at byte {}): damaged log",
+                seq - 1,
+                crate::format::SYNC_MARK_OFFSET
+            ),
+        ));
+    }
     let durable_end = sb.log_durable as usize;
     if pos < durable_end {
         return Err(Error::corrupt(
@@ -440,6 +455,7 @@ pub(crate) fn load(
         read_only: opts.read_only,
         index_unsaved: rebuilt,
         salvage: None,
+        marked_seq: mark.unwrap_or(0),
         proven_seq: 0,
     };
     let mut used = sb.regions();
@@ -464,6 +480,20 @@ pub(crate) fn load(
         write_owner(file);
     }
     Ok((state, writer))
+}
+
+/// The sync mark, when it is there and passes its CRC.
+fn read_sync_mark(file: &dyn RawFile, len: u64) -> Result<Option<u64>> {
+    let at = crate::format::SYNC_MARK_OFFSET;
+    if len < at + 12 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 12];
+    file.read_at(&mut b, at)
+        .map_err(Error::io("reading the sync mark"))?;
+    let seq = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+    let crc = u32::from_le_bytes(b[8..].try_into().unwrap_or_default());
+    Ok((crc == masked_crc(&b[..8]) && seq > 0).then_some(seq))
 }
 
 /// One past the last non-zero byte (0 if all zero), a word at a time: this

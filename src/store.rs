@@ -300,6 +300,8 @@ pub(crate) struct Writer {
     /// that fails its CRC is rebuilt from its slot (key, access hash,
     /// flags). The keys of the records so rebuilt are left here.
     pub salvage: Option<Vec<u64>>,
+    /// The seq the sync mark in the header holds.
+    pub marked_seq: u64,
     /// The highest seq that a frame in the log says was synced (its
     /// `synced_through`): damage to a commit up to here is reported,
     /// never taken for a torn tail.
@@ -933,7 +935,23 @@ impl Inner {
     /// tail (FORMAT.md, "The log and recovery"). Skipped when the log has
     /// no room: the next commit carries the same proof.
     fn prove_synced(&self, w: &mut Writer) -> Result<()> {
-        if w.read_only || w.poisoned.is_some() || w.proven_seq >= w.synced_seq {
+        if w.read_only || w.poisoned.is_some() {
+            return Ok(());
+        }
+        if w.synced_seq > 0 && w.marked_seq < w.synced_seq {
+            // Outside the log too, so that damage over the log's end
+            // (the last commits and the empty one after them) is not
+            // taken for an end.
+            let mut mark = [0u8; 12];
+            mark[..8].copy_from_slice(&w.synced_seq.to_le_bytes());
+            let crc = masked_crc(&mark[..8]);
+            mark[8..].copy_from_slice(&crc.to_le_bytes());
+            self.file
+                .write_at(&mark, crate::format::SYNC_MARK_OFFSET)
+                .map_err(w.poison("writing the sync mark"))?;
+            w.marked_seq = w.synced_seq;
+        }
+        if w.proven_seq >= w.synced_seq {
             return Ok(());
         }
         if w.synced_seq < w.sb.next_seq || w.next_seq != w.synced_seq + 1 {

@@ -264,7 +264,6 @@ fn env_u64(name: &str) -> Option<u64> {
 /// and each copy zeroed whole, in each durability mode. On format v1 the
 /// damaged newest slot makes open fall back to the older generation.
 #[test]
-#[ignore = "fails until the engine detects damage (issue 15)"]
 fn superblock_slots_every_byte() {
     let mut failed = Vec::new();
     for (mode, durability) in [
@@ -319,7 +318,6 @@ fn superblock_slots_every_byte() {
 /// image, every 8th peer is read whole, and `verify()` runs when an answer
 /// is wrong.
 #[test]
-#[ignore = "fails until the engine detects damage (issue 15)"]
 fn single_bit_flips_seeded() {
     let t = Instant::now();
     let spec = Spec {
@@ -385,7 +383,6 @@ fn single_bit_flips_seeded() {
 /// intact copy), or reads fail, or `verify()` reports it, or every answer
 /// is right.
 #[test]
-#[ignore = "fails until the engine detects damage (issue 15)"]
 fn compaction_after_segment_damage() {
     let t = Instant::now();
     let spec = Spec {
@@ -471,7 +468,6 @@ fn compaction_after_segment_damage() {
 /// Every 512-byte sector of a 500-peer store zeroed in turn (sectors that
 /// are zero already are skipped).
 #[test]
-#[ignore = "fails until the engine detects damage (issue 15)"]
 fn zeroed_sectors() {
     let t = Instant::now();
     let spec = Spec {

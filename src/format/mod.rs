@@ -18,6 +18,10 @@ pub const DATA_START: u64 = 2 * PAGE;
 /// Where the advisory owner record (pid of the lock holder) lives.
 pub const OWNER_OFFSET: u64 = 1024;
 
+/// Where the sync mark lives: the highest commit seq known synced (u64)
+/// and `masked_crc` of those 8 bytes (u32), written after a sync.
+pub const SYNC_MARK_OFFSET: u64 = 1056;
+
 /// Number of physical buckets; fixed by the format.
 pub const NUM_BUCKETS: usize = 8;
 
