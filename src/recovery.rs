@@ -456,6 +456,7 @@ pub(crate) fn load(
         index_unsaved: rebuilt,
         salvage: None,
         marked_seq: mark.unwrap_or(0),
+        marker_seq: 0,
         proven_seq: 0,
     };
     let mut used = sb.regions();

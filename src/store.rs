@@ -302,6 +302,8 @@ pub(crate) struct Writer {
     pub salvage: Option<Vec<u64>>,
     /// The seq the sync mark in the header holds.
     pub marked_seq: u64,
+    /// The seq of the last empty commit written to prove others synced.
+    pub marker_seq: u64,
     /// The highest seq that a frame in the log says was synced (its
     /// `synced_through`): damage to a commit up to here is reported,
     /// never taken for a torn tail.
@@ -938,20 +940,26 @@ impl Inner {
         if w.read_only || w.poisoned.is_some() {
             return Ok(());
         }
-        if w.synced_seq > 0 && w.marked_seq < w.synced_seq {
+        // The empty commit written by the last call proves nothing new.
+        let real = if w.synced_seq == w.marker_seq {
+            w.synced_seq.saturating_sub(1)
+        } else {
+            w.synced_seq
+        };
+        if real > 0 && w.marked_seq < real {
             // Outside the log too, so that damage over the log's end
             // (the last commits and the empty one after them) is not
             // taken for an end.
             let mut mark = [0u8; 12];
-            mark[..8].copy_from_slice(&w.synced_seq.to_le_bytes());
+            mark[..8].copy_from_slice(&real.to_le_bytes());
             let crc = masked_crc(&mark[..8]);
             mark[8..].copy_from_slice(&crc.to_le_bytes());
             self.file
                 .write_at(&mark, crate::format::SYNC_MARK_OFFSET)
                 .map_err(w.poison("writing the sync mark"))?;
-            w.marked_seq = w.synced_seq;
+            w.marked_seq = real;
         }
-        if w.proven_seq >= w.synced_seq {
+        if w.proven_seq >= real {
             return Ok(());
         }
         if w.synced_seq < w.sb.next_seq || w.next_seq != w.synced_seq + 1 {
@@ -970,6 +978,7 @@ impl Inner {
             .map_err(w.poison("appending to the log"))?;
         w.log_pos += buf.len() as u64;
         w.proven_seq = w.synced_seq;
+        w.marker_seq = w.next_seq;
         w.next_seq += 1;
         w.dirty = true;
         Ok(())
