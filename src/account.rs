@@ -51,7 +51,10 @@ use crate::store::{
     CONVERSATIONS, Change, DEDUP, MAX_KEY_LEN, META, Options, QUEUE, RecordList, SESSION, STATE,
     Store,
 };
-use crate::types::{ChannelState, Conversation, DurableUpdate, Peer, PeerId, UpdateState};
+use crate::types::{
+    ChannelState, Conversation, DurableUpdate, Peer, PeerId, UpdateState, check_channel_id,
+    check_conversation_ids,
+};
 
 const REGISTRY: &[u8] = b"acct/";
 const NEXT_ACCOUNT: &[u8] = b"acct#next";
@@ -682,6 +685,7 @@ impl<'a> Transaction<'a> {
     }
     /// See [`Storage::channel_pts`].
     pub fn channel_pts(&self, channel_id: i64) -> Result<Option<i32>> {
+        check_channel_id(channel_id)?;
         let s = self.decode(
             STATE,
             &self.key(T_CHANNEL, &flip64(channel_id)),
@@ -691,6 +695,7 @@ impl<'a> Transaction<'a> {
     }
     /// See [`Storage::save_channel_pts`].
     pub fn save_channel_pts(&mut self, channel_id: i64, pts: i32) -> Result<()> {
+        check_channel_id(channel_id)?;
         let v = ChannelState { channel_id, pts }.encode();
         self.put(STATE, self.key(T_CHANNEL, &flip64(channel_id)), v);
         Ok(())
@@ -857,11 +862,13 @@ impl<'a> Transaction<'a> {
     }
     /// See [`Storage::conversation`].
     pub fn conversation(&self, chat_id: i64, user_id: i64) -> Result<Option<Conversation>> {
+        check_conversation_ids(chat_id, user_id)?;
         let k = self.conversation_key(chat_id, user_id);
         self.decode(CONVERSATIONS, &k, Conversation::decode)
     }
     /// See [`Storage::save_conversation`].
     pub fn save_conversation(&mut self, conversation: &Conversation) -> Result<()> {
+        check_conversation_ids(conversation.chat_id, conversation.user_id)?;
         let k = self.conversation_key(conversation.chat_id, conversation.user_id);
         self.put(CONVERSATIONS, k, conversation.encode());
         Ok(())

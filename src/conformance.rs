@@ -15,11 +15,12 @@
 //! `assert!`, so the suite belongs in `#[test]` functions.
 //!
 //! The sub-suites ([`session`], [`peers`], [`update_state`], [`dedup`],
-//! [`queue`], [`conversations`], [`meta`]) can run on their own;
+//! [`queue`], [`conversations`], [`meta`], [`ids_and_names`]) can run on
+//! their own;
 //! [`run_persistent`] checks that data survives a reopen, for backends
 //! that persist.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::session::{AuthKey, DcAuth, Session};
 use crate::storage::Storage;
 use crate::types::{
@@ -66,6 +67,7 @@ pub fn run_with(factory: Factory<'_>, config: &Config) {
     queue(factory);
     conversations(factory);
     meta(factory);
+    ids_and_names(factory);
 }
 
 #[track_caller]
@@ -621,6 +623,94 @@ pub fn meta(factory: Factory<'_>) {
         ok(s.meta("kk"), W).as_deref(),
         Some(&b"w"[..]),
         "{W}: other key"
+    );
+}
+
+/// An `Error::Invalid` whose message names `value`.
+#[track_caller]
+fn refused<T: std::fmt::Debug>(r: Result<T>, value: &str, what: &str) {
+    match r {
+        Err(Error::Invalid(m)) if m.contains(value) => {}
+        other => panic!("conformance: {what}: want Error::Invalid naming {value}, got {other:?}"),
+    }
+}
+
+/// The id rules of [`Storage`] (its "Ids" section): Bot API and zero ids
+/// where a bare one belongs are refused naming the value, and Bot API ids
+/// given through [`Peer::from_bot_api`] land on the right kind.
+pub fn ids_and_names(factory: Factory<'_>) {
+    const W: &str = "ids_and_names";
+    let s = factory();
+    let s = &*s;
+
+    // Channel pts take the bare channel id.
+    for bad in [-1_001_234_567_890, 0, -5, MAX_CHANNEL_ID + 1] {
+        let v = bad.to_string();
+        refused(s.save_channel_pts(bad, 1), &v, "save_channel_pts");
+        refused(s.channel_pts(bad), &v, "channel_pts");
+    }
+    ok(s.save_channel_pts(1_234_567_890, 3), W);
+    assert_eq!(
+        ok(s.channel_states(), W),
+        [ChannelState {
+            channel_id: 1_234_567_890,
+            pts: 3
+        }],
+        "{W}: refused channel ids saved nothing"
+    );
+    let bad_state = ChannelState {
+        channel_id: -1_000_000_000_077,
+        pts: 1,
+    };
+    refused(
+        s.save_peers_and_state(&[Peer::user(31, 1)], None, &[bad_state]),
+        "-1000000000077",
+        "save_peers_and_state with a Bot API channel id",
+    );
+    assert!(ok(s.peer(PeerId::user(31)), W).is_none(), "{W}: atomic");
+
+    // Conversations: chat_id a Bot API id, user_id a user id.
+    let conv = |chat_id, user_id| Conversation {
+        chat_id,
+        user_id,
+        name: "flow".into(),
+        ..Conversation::default()
+    };
+    refused(s.save_conversation(&conv(0, 5)), "0", "conversation chat 0");
+    refused(
+        s.save_conversation(&conv(-100, -5)),
+        "-5",
+        "conversation user -5",
+    );
+    refused(
+        s.save_conversation(&conv(-100, 0)),
+        "0",
+        "conversation user 0",
+    );
+    refused(s.conversation(-100, -5), "-5", "conversation lookup");
+    ok(s.save_conversation(&conv(-1_001_234_567_890, 5)), W);
+    assert!(
+        ok(s.conversation(-1_001_234_567_890, 5), W).is_some(),
+        "{W}: conversation in a channel"
+    );
+
+    // Bot API ids go through Peer::from_bot_api, to the right kind.
+    let chan = ok(Peer::from_bot_api(-1_001_234_567_890, Some(77)), W);
+    let chat = ok(Peer::from_bot_api(-100, None), W);
+    ok(s.save_peers(&[chan.clone(), chat.clone()]), W);
+    assert_eq!(
+        ok(s.access_hash(PeerId::channel(1_234_567_890)), W),
+        Some(77),
+        "{W}: Bot API channel id"
+    );
+    assert!(
+        ok(s.peer(PeerId::user(1_234_567_890)), W).is_none(),
+        "{W}: a channel became a user"
+    );
+    assert_eq!(ok(s.peer(PeerId::chat(100)), W), Some(chat), "{W}: chat");
+    assert!(
+        ok(s.peer(PeerId::user(100)), W).is_none(),
+        "{W}: chat as user"
     );
 }
 

@@ -19,6 +19,20 @@ use crate::types::{ChannelState, Conversation, DurableUpdate, Peer, PeerId, Upda
 /// whatever the backend's durability setting; the others may be batched
 /// with later writes (see [`crate::Durability`]).
 ///
+/// # Ids
+///
+/// A peer is named by a [`PeerId`], valid by construction (a Bot API id
+/// becomes one through [`PeerId::from_bot_api`] or [`Peer::from_bot_api`];
+/// the bare-id constructors panic rather than reinterpret one). Plain `i64`
+/// ids follow one rule: a parameter that names a channel only
+/// (`channel_id`) is the bare MTProto id, as [`PeerId::bare_id`]; one that
+/// may name any chat (`chat_id`) is the Bot API id, as [`PeerId::bot_api`];
+/// `user_id` is a user id (the same in both forms). Saves and lookups given
+/// an id outside its form's range return [`Error::Invalid`](crate::Error::Invalid)
+/// naming the value (a Bot API id `-100…` as `channel_id`, 0, ...);
+/// deletes accept any id, so entries saved under a wrong id by older
+/// versions can be removed.
+///
 /// # Normalization
 ///
 /// Every backend stores and compares the same way:
@@ -115,17 +129,24 @@ pub trait Storage: Send + Sync {
     fn update_state(&self) -> Result<Option<UpdateState>>;
     /// Replaces the account-wide update state.
     fn save_update_state(&self, state: &UpdateState) -> Result<()>;
-    /// The pts of one channel (bare channel id).
+    /// The pts of one channel. `channel_id` is the bare id (see
+    /// [`ChannelState::channel_id`]); a Bot API id (`-100…`) or 0 is
+    /// [`Error::Invalid`](crate::Error::Invalid).
     fn channel_pts(&self, channel_id: i64) -> Result<Option<i32>>;
-    /// Sets the pts of one channel (bare channel id).
+    /// Sets the pts of one channel. `channel_id` is the bare id (see
+    /// [`ChannelState::channel_id`]); a Bot API id (`-100…`) or 0 is
+    /// [`Error::Invalid`](crate::Error::Invalid) and saves nothing.
     fn save_channel_pts(&self, channel_id: i64, pts: i32) -> Result<()>;
     /// The pts of every channel, by `channel_id` ascending.
     fn channel_states(&self) -> Result<Vec<ChannelState>>;
-    /// Forgets a channel's pts; true if there was one.
+    /// Forgets a channel's pts (bare `channel_id`; any id is accepted);
+    /// true if there was one.
     fn delete_channel_state(&self, channel_id: i64) -> Result<bool>;
     /// Saves the peers of one update together with the state it advances
     /// to (account-wide and/or per channel) in one atomic commit: after a
-    /// crash either all of it is stored or none.
+    /// crash either all of it is stored or none. An invalid channel id
+    /// fails the whole call with [`Error::Invalid`](crate::Error::Invalid)
+    /// before anything is written.
     fn save_peers_and_state(
         &self,
         peers: &[Peer],
@@ -161,11 +182,15 @@ pub trait Storage: Send + Sync {
 
     // --- Conversations -------------------------------------------------
 
-    /// The conversation state of a user in a chat.
+    /// The conversation state of a user in a chat: `chat_id` a Bot API id,
+    /// `user_id` a user id (see [`Conversation`]); an id out of its range
+    /// is [`Error::Invalid`](crate::Error::Invalid).
     fn conversation(&self, chat_id: i64, user_id: i64) -> Result<Option<Conversation>>;
-    /// Replaces the conversation of `(conversation.chat_id, conversation.user_id)`.
+    /// Replaces the conversation of `(conversation.chat_id,
+    /// conversation.user_id)`; ids out of range (see [`Conversation`]) are
+    /// [`Error::Invalid`](crate::Error::Invalid).
     fn save_conversation(&self, conversation: &Conversation) -> Result<()>;
-    /// Deletes a conversation; true if it existed.
+    /// Deletes a conversation (any ids accepted); true if it existed.
     fn delete_conversation(&self, chat_id: i64, user_id: i64) -> Result<bool>;
 
     // --- Metadata ------------------------------------------------------

@@ -30,12 +30,14 @@ pub const MAX_CHANNEL_ID: i64 = CHANNEL_OFFSET - (1 << 31);
 /// Secret chats, monoforums and any other range are not representable:
 /// [`PeerId::from_bot_api`] rejects them.
 ///
+/// Every `PeerId` is valid: no constructor turns an id into another peer.
 /// The plain constructors ([`PeerId::user`], [`PeerId::chat`],
-/// [`PeerId::channel`]) are `const fn` that assume a valid bare id: they
-/// `debug_assert!` the range and, in release builds, silently produce an id
-/// whose [`kind`](PeerId::kind) / [`bare_id`](PeerId::bare_id) will not
-/// round-trip. Use the `try_` variants (or [`PeerId::from_bot_api`]) for
-/// untrusted input.
+/// [`PeerId::channel`]) take a *bare* id (positive, as in MTProto) and
+/// panic, in every build, on anything outside its range, naming the value
+/// (so `PeerId::channel(-1001234567890)`, a Bot API id, panics instead of
+/// becoming user 1234567890). A Bot API id (the form the Bot API, TDLib and
+/// most bot frameworks hand out) goes through [`PeerId::from_bot_api`];
+/// the `try_` variants take a bare id from untrusted input.
 ///
 /// ```
 /// use peerlog::{PeerId, PeerKind};
@@ -54,23 +56,102 @@ pub const MAX_CHANNEL_ID: i64 = CHANNEL_OFFSET - (1 << 31);
 )]
 pub struct PeerId(i64);
 
+/// The rule a bare id broke, per kind, for panic and error messages.
+const USER_RULE: &str = "a bare user id must be in 1..=1099511627775";
+const CHAT_RULE: &str =
+    "a bare chat id must be in 1..=999999999999 (the Bot API id of a chat is its negation)";
+const CHANNEL_RULE: &str = "a bare channel id must be in 1..=997852516352 \
+     (the Bot API id of a channel is -1000000000000 minus it)";
+
+/// Panics with `"{ctor}({id}): {rule}; for a Bot API id use {fix}"`.
+/// Built by hand: a `const fn` cannot use `format!`.
+#[track_caller]
+const fn bad_bare_id(ctor: &str, id: i64, rule: &str, fix: &str) -> ! {
+    const fn push(buf: &mut [u8; 320], mut n: usize, s: &[u8]) -> usize {
+        let mut i = 0;
+        while i < s.len() && n < buf.len() {
+            buf[n] = s[i];
+            n += 1;
+            i += 1;
+        }
+        n
+    }
+    let mut buf = [0u8; 320];
+    let mut n = push(&mut buf, 0, ctor.as_bytes());
+    n = push(&mut buf, n, if id < 0 { b"(-" } else { b"(" });
+    let mut digits = [0u8; 20];
+    let mut d = digits.len();
+    let mut v = id.unsigned_abs();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    n = push(&mut buf, n, digits.split_at(d).1);
+    n = push(&mut buf, n, b"): ");
+    n = push(&mut buf, n, rule.as_bytes());
+    n = push(&mut buf, n, b"; for a Bot API id use ");
+    n = push(&mut buf, n, fix.as_bytes());
+    match core::str::from_utf8(buf.split_at(n).0) {
+        Ok(msg) => panic!("{}", msg),
+        Err(_) => panic!("peer id out of range"),
+    }
+}
+
+/// Panics for an out-of-range bare id given to a [`Peer`] constructor.
+#[cold]
+#[track_caller]
+fn bad_peer(ctor: &str, id: i64, rule: &str) -> ! {
+    panic!("Peer::{ctor}({id}): {rule}; for a Bot API id use Peer::from_bot_api")
+}
+
 impl PeerId {
-    /// A user id from its bare id (`1..=2^40-1`; not checked in release builds).
+    /// A user id from its bare id, `1..=2^40-1` (equal to its Bot API id).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `id` is outside that range; the message names
+    /// the value. Use [`PeerId::try_user`] or [`PeerId::from_bot_api`] for
+    /// untrusted input.
+    #[track_caller]
     pub const fn user(id: i64) -> Self {
-        debug_assert!(id >= 1 && id <= MAX_USER_ID, "user id out of range");
-        PeerId(id)
+        match Self::try_user(id) {
+            Some(v) => v,
+            None => bad_bare_id("PeerId::user", id, USER_RULE, "PeerId::from_bot_api"),
+        }
     }
-    /// A basic-chat id from its bare id (`1..=999_999_999_999`; not checked in
-    /// release builds).
+    /// A basic-chat id from its bare id, `1..=999_999_999_999` (the Bot API
+    /// id is its negation).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `id` is outside that range (`PeerId::chat(-100)`
+    /// panics: `-100` is a Bot API id, for [`PeerId::from_bot_api`]); the
+    /// message names the value.
+    #[track_caller]
     pub const fn chat(id: i64) -> Self {
-        debug_assert!(id >= 1 && id <= MAX_CHAT_ID, "chat id out of range");
-        PeerId(id.wrapping_neg())
+        match Self::try_chat(id) {
+            Some(v) => v,
+            None => bad_bare_id("PeerId::chat", id, CHAT_RULE, "PeerId::from_bot_api"),
+        }
     }
-    /// A channel/supergroup id from its bare id (`1..=997_852_516_352`; not
-    /// checked in release builds).
+    /// A channel/supergroup id from its bare id, `1..=997_852_516_352`
+    /// (the Bot API id is `-1_000_000_000_000 - id`).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `id` is outside that range
+    /// (`PeerId::channel(-1001234567890)` panics: that is a Bot API id, for
+    /// [`PeerId::from_bot_api`]); the message names the value.
+    #[track_caller]
     pub const fn channel(id: i64) -> Self {
-        debug_assert!(id >= 1 && id <= MAX_CHANNEL_ID, "channel id out of range");
-        PeerId(CHANNEL_OFFSET.wrapping_add(id).wrapping_neg())
+        match Self::try_channel(id) {
+            Some(v) => v,
+            None => bad_bare_id("PeerId::channel", id, CHANNEL_RULE, "PeerId::from_bot_api"),
+        }
     }
     /// A user id, or `None` if `id` is outside `1..=2^40-1`.
     pub const fn try_user(id: i64) -> Option<Self> {
@@ -307,24 +388,89 @@ impl Peer {
             updated_at: 0,
         }
     }
-    /// A user from its bare id and access hash.
+    /// A user from its bare id (`1..=2^40-1`, equal to its Bot API id)
+    /// and access hash.
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `user_id` is out of range (`Peer::user(-5, h)`
+    /// panics rather than becoming chat 5); the message names the value
+    /// and [`Peer::from_bot_api`], the constructor for Bot API ids.
+    #[track_caller]
     pub fn user(user_id: i64, access_hash: i64) -> Self {
+        let Some(id) = PeerId::try_user(user_id) else {
+            bad_peer("user", user_id, USER_RULE)
+        };
         Peer {
             access_hash: Some(access_hash),
-            ..Peer::new(PeerId::user(user_id))
+            ..Peer::new(id)
         }
     }
-    /// A basic chat from its bare id (basic chats have no access hash).
+    /// A basic chat from its bare id (`1..=999_999_999_999`; basic chats
+    /// have no access hash).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `chat_id` is out of range (`Peer::chat(-100)`, a
+    /// Bot API id, panics rather than becoming user 100); the message names
+    /// the value and [`Peer::from_bot_api`].
+    #[track_caller]
     pub fn chat(chat_id: i64) -> Self {
-        Peer::new(PeerId::chat(chat_id))
+        let Some(id) = PeerId::try_chat(chat_id) else {
+            bad_peer("chat", chat_id, CHAT_RULE)
+        };
+        Peer::new(id)
     }
-    /// A channel from its bare id, access hash and flavour.
+    /// A channel from its bare id (`1..=997_852_516_352`), access hash and
+    /// flavour.
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `channel_id` is out of range
+    /// (`Peer::channel(-1001234567890, ..)`, a Bot API id, panics rather
+    /// than becoming user 1234567890); the message names the value and
+    /// [`Peer::from_bot_api`].
+    #[track_caller]
     pub fn channel(channel_id: i64, access_hash: i64, kind: ChannelKind) -> Self {
+        let Some(id) = PeerId::try_channel(channel_id) else {
+            bad_peer("channel", channel_id, CHANNEL_RULE)
+        };
         Peer {
             access_hash: Some(access_hash),
             channel_kind: Some(kind),
-            ..Peer::new(PeerId::channel(channel_id))
+            ..Peer::new(id)
         }
+    }
+    /// A peer from a Bot API id (users `1..=2^40-1`, basic chats
+    /// `-999_999_999_999..=-1`, channels
+    /// `-1_997_852_516_352..=-1_000_000_000_001`; see [`PeerId`]) and its
+    /// access hash, if known. The kind comes from the id; a channel's
+    /// [`channel_kind`](Peer::channel_kind) is left unknown (`None`).
+    ///
+    /// Returns [`Error::Invalid`](crate::Error::Invalid) naming the value
+    /// for any other id (0, secret chats, monoforums, overflow).
+    ///
+    /// ```
+    /// use peerlog::{Peer, PeerId, PeerKind};
+    /// let c = Peer::from_bot_api(-1001234567890, Some(77))?;
+    /// assert_eq!(c.id, PeerId::channel(1234567890));
+    /// assert_eq!(c.id.kind(), PeerKind::Channel);
+    /// assert_eq!(Peer::from_bot_api(-100, None)?.id, PeerId::chat(100));
+    /// assert!(Peer::from_bot_api(0, None).is_err());
+    /// # Ok::<(), peerlog::Error>(())
+    /// ```
+    pub fn from_bot_api(id: i64, access_hash: Option<i64>) -> crate::Result<Self> {
+        let Some(id) = PeerId::from_bot_api(id) else {
+            return Err(crate::Error::Invalid(format!(
+                "Peer::from_bot_api({id}): not the Bot API id of a user (1..=1099511627775), \
+                 a basic chat (-999999999999..=-1) or a channel \
+                 (-1997852516352..=-1000000000001)"
+            )));
+        };
+        Ok(Peer {
+            access_hash,
+            ..Peer::new(id)
+        })
     }
     /// Sets the primary username.
     pub fn with_username(mut self, username: impl Into<String>) -> Self {
@@ -529,7 +675,10 @@ impl UpdateState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ChannelState {
-    /// The bare channel id.
+    /// The bare channel id, as in MTProto's `channel_id` and
+    /// [`PeerId::bare_id`]: `1..=997_852_516_352`, or a monoforum's
+    /// `1_002_147_483_649..=3_000_000_000_000`. Never the Bot API id
+    /// (`-100…`): saving one is [`Error::Invalid`](crate::Error::Invalid).
     pub channel_id: i64,
     /// The channel's pts.
     pub pts: i32,
@@ -554,6 +703,47 @@ impl ChannelState {
         r.finish()?;
         Ok(v)
     }
+}
+
+/// Bare ids of monoforums (channels' direct-message peers), which
+/// [`PeerId`] cannot hold but whose pts a client keeps.
+const MONOFORUM_IDS: std::ops::RangeInclusive<i64> = 1_002_147_483_649..=3_000_000_000_000;
+
+/// Checks a channel id given to the channel-pts API: a bare channel (or
+/// monoforum) id, never a Bot API one.
+pub(crate) fn check_channel_id(channel_id: i64) -> crate::Result<()> {
+    if (1..=MAX_CHANNEL_ID).contains(&channel_id) || MONOFORUM_IDS.contains(&channel_id) {
+        return Ok(());
+    }
+    let hint = match (-CHANNEL_OFFSET).checked_sub(channel_id) {
+        Some(bare) if (1..=MAX_CHANNEL_ID).contains(&bare) || MONOFORUM_IDS.contains(&bare) => {
+            format!(
+                " ({channel_id} is the Bot API id of channel {bare}: pass {bare}, PeerId::bare_id)"
+            )
+        }
+        _ => String::new(),
+    };
+    Err(crate::Error::Invalid(format!(
+        "channel id {channel_id}: channel pts take the bare channel id, \
+         1..=997852516352 (or a monoforum's 1002147483649..=3000000000000){hint}"
+    )))
+}
+
+/// Checks the ids of a conversation key: `chat_id` a Bot API id,
+/// `user_id` a user id.
+pub(crate) fn check_conversation_ids(chat_id: i64, user_id: i64) -> crate::Result<()> {
+    if PeerId::from_bot_api(chat_id).is_none() {
+        return Err(crate::Error::Invalid(format!(
+            "conversation chat_id {chat_id}: not a Bot API id (a user 1..=1099511627775, \
+             a basic chat -999999999999..=-1, a channel -1997852516352..=-1000000000001)"
+        )));
+    }
+    if PeerId::try_user(user_id).is_none() {
+        return Err(crate::Error::Invalid(format!(
+            "conversation user_id {user_id}: not a user id (1..=1099511627775)"
+        )));
+    }
+    Ok(())
 }
 
 /// An update queued for at-least-once processing.
@@ -628,9 +818,15 @@ impl DurableUpdate {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Conversation {
-    /// The chat (Bot API id).
+    /// The chat, as a Bot API id ([`PeerId::bot_api`]): the user's id for
+    /// a private chat, `-999_999_999_999..=-1` for a basic chat,
+    /// `-1_997_852_516_352..=-1_000_000_000_001` for a channel or
+    /// supergroup. Anything else (0, ...) is
+    /// [`Error::Invalid`](crate::Error::Invalid) on save and lookup.
     pub chat_id: i64,
-    /// The user (bare id).
+    /// The user's id, `1..=2^40-1` (bare and Bot API ids of users are the
+    /// same). Anything else is [`Error::Invalid`](crate::Error::Invalid) on
+    /// save and lookup.
     pub user_id: i64,
     /// The conversation (flow) name.
     pub name: String,

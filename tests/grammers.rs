@@ -721,7 +721,7 @@ async fn shared_by_tokio_tasks_as_grammers_holds_it() {
                 assert_eq!(got.auth, PeerAuth::from_hash(id * 3));
                 direct
                     .set_update_state(UpdateState::Channel {
-                        id: t,
+                        id: t + 1, // a bare channel id: 0 is refused
                         pts: i as i32,
                     })
                     .await
@@ -749,7 +749,7 @@ async fn shared_by_tokio_tasks_as_grammers_holds_it() {
     let state = concrete.updates_state().await.unwrap();
     assert_eq!(
         state.channels,
-        (0..TASKS)
+        (1..=TASKS)
             .map(|id| ChannelState {
                 id,
                 pts: ROUNDS as i32 - 1
