@@ -36,11 +36,19 @@ use crate::types::{ChannelState, Conversation, DurableUpdate, Peer, PeerId, Upda
 /// # Normalization
 ///
 /// Every backend stores and compares the same way:
-/// - usernames lose one leading `@`; empty ones are dropped; `usernames`
-///   entries equal (ASCII case-insensitively) to `username` or to an earlier
-///   entry are dropped; lookups are ASCII case-insensitive;
-/// - phone numbers keep only their ASCII digits (`"+1 (555) 010"` is stored
-///   and matched as `"1555010"`); one without digits counts as no phone.
+/// - usernames go through [`normalize_username`](crate::normalize_username)
+///   (one leading `@` dropped; 4..=32 ASCII letters, digits and
+///   underscores, starting with a letter). Saving a peer with any other
+///   name returns [`Error::Invalid`](crate::Error::Invalid) naming it, and
+///   nothing of the batch is saved; looking one up finds nothing.
+///   `usernames` entries equal (ASCII case-insensitively) to `username` or
+///   to an earlier entry are dropped; lookups are ASCII case-insensitive;
+/// - phone numbers go through [`normalize_phone`](crate::normalize_phone),
+///   on save and on every lookup: `+`, spaces, dashes, dots and parentheses
+///   dropped, then 5..=20 digits (`"+1 (555) 123-4567"` is stored and
+///   matched as `"15551234567"`). Saving any other phone returns
+///   [`Error::Invalid`](crate::Error::Invalid); looking one up finds
+///   nothing.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -77,7 +85,10 @@ pub trait Storage: Send + Sync {
     // --- Peers ---------------------------------------------------------
 
     /// Saves peers in one atomic commit, as a client does for the users and
-    /// chats of each update.
+    /// chats of each update. A username or phone that does not pass the
+    /// [normalization](Storage#normalization) fails the whole call with
+    /// [`Error::Invalid`](crate::Error::Invalid) naming it; nothing is
+    /// saved.
     ///
     /// Merge rules, per peer:
     /// - a min peer, or one without an access hash, never replaces a known
@@ -109,9 +120,12 @@ pub trait Storage: Send + Sync {
     /// allocating.
     fn access_hash(&self, id: PeerId) -> Result<Option<i64>>;
     /// The peer that currently holds a username (its primary or any other),
-    /// ASCII case-insensitively, with or without a leading `@`.
+    /// ASCII case-insensitively, with or without a leading `@`; `None` for a
+    /// name [`normalize_username`](crate::normalize_username) refuses.
     fn peer_by_username(&self, username: &str) -> Result<Option<Peer>>;
-    /// The peer that currently holds a phone number (digits compared).
+    /// The peer that currently holds a phone number, compared after
+    /// [`normalize_phone`](crate::normalize_phone); `None` for a phone it
+    /// refuses.
     fn peer_by_phone(&self, phone: &str) -> Result<Option<Peer>>;
     /// The id and access hash of the peer holding a username: what an
     /// outgoing call needs, without building the whole [`Peer`]. The
@@ -144,9 +158,9 @@ pub trait Storage: Send + Sync {
     fn delete_channel_state(&self, channel_id: i64) -> Result<bool>;
     /// Saves the peers of one update together with the state it advances
     /// to (account-wide and/or per channel) in one atomic commit: after a
-    /// crash either all of it is stored or none. An invalid channel id
-    /// fails the whole call with [`Error::Invalid`](crate::Error::Invalid)
-    /// before anything is written.
+    /// crash either all of it is stored or none. An invalid peer, username,
+    /// phone or channel id fails the whole call with
+    /// [`Error::Invalid`](crate::Error::Invalid) before anything is written.
     fn save_peers_and_state(
         &self,
         peers: &[Peer],

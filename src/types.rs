@@ -309,6 +309,89 @@ impl ChannelKind {
     }
 }
 
+/// Shortest username accepted: 4 (Telegram issues 5..=32 characters, but
+/// collectible usernames sold on Fragment can be 4).
+pub const MIN_USERNAME_LEN: usize = 4;
+/// Longest username accepted: 32.
+pub const MAX_USERNAME_LEN: usize = 32;
+/// Fewest digits of a phone number accepted: 5 (Telegram's own service
+/// account has `42777`).
+pub const MIN_PHONE_DIGITS: usize = 5;
+/// Most digits of a phone number accepted: 20.
+pub const MAX_PHONE_DIGITS: usize = 20;
+
+/// The rule [`normalize_username`] applies, for error messages.
+pub(crate) const USERNAME_RULE: &str = "a username is 4..=32 ASCII letters, digits and \
+     underscores starting with a letter, with at most one leading '@'";
+/// The rule [`normalize_phone`] applies, for error messages.
+pub(crate) const PHONE_RULE: &str = "a phone is 5..=20 digits, optionally with '+', spaces, \
+     dashes, dots and parentheses";
+
+/// A username as it is stored and looked up: one leading `@` dropped, then
+/// [`MIN_USERNAME_LEN`]`..=`[`MAX_USERNAME_LEN`] ASCII letters, digits and
+/// underscores, the first a letter; `None` for anything else (spaces,
+/// non-ASCII, a second `@`, empty, too short or long).
+///
+/// Underscores are not restricted further: Telegram refuses new names with
+/// a trailing or doubled underscore, but older names have them. Case is
+/// kept (lookups compare ASCII case-insensitively). Saving a peer with a
+/// name this refuses is [`Error::Invalid`](crate::Error::Invalid); looking
+/// one up finds nothing.
+///
+/// ```
+/// use peerlog::normalize_username;
+/// assert_eq!(normalize_username("@Alice"), Some("Alice"));
+/// assert_eq!(normalize_username("durov_bot"), Some("durov_bot"));
+/// assert_eq!(normalize_username("@@double"), None);
+/// assert_eq!(normalize_username("a b"), None);
+/// assert_eq!(normalize_username("1st_user"), None);
+/// assert_eq!(normalize_username(""), None);
+/// ```
+pub fn normalize_username(username: &str) -> Option<&str> {
+    let u = username.strip_prefix('@').unwrap_or(username);
+    let b = u.as_bytes();
+    let ok = (MIN_USERNAME_LEN..=MAX_USERNAME_LEN).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_');
+    ok.then_some(u)
+}
+
+/// Checks `phone` as [`normalize_phone`] does and returns its digits,
+/// without allocating.
+pub(crate) fn phone_digits(phone: &str) -> Option<impl Iterator<Item = u8> + Clone + '_> {
+    let mut digits = 0;
+    for c in phone.bytes() {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b'+' | b' ' | b'-' | b'(' | b')' | b'.' => {}
+            _ => return None,
+        }
+    }
+    (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS)
+        .contains(&digits)
+        .then(|| phone.bytes().filter(u8::is_ascii_digit))
+}
+
+/// A phone number as it is stored and looked up: `+`, spaces, dashes, dots
+/// and parentheses dropped, then [`MIN_PHONE_DIGITS`]`..=`[`MAX_PHONE_DIGITS`]
+/// ASCII digits; `None` if anything else is left or the count is off.
+///
+/// Every save and every lookup uses it ([`crate::Storage::peer_by_phone`],
+/// [`crate::Store::peer_id_by_phone`], ...): saving a peer with a phone it
+/// refuses is [`Error::Invalid`](crate::Error::Invalid); looking one up
+/// finds nothing.
+///
+/// ```
+/// use peerlog::normalize_phone;
+/// assert_eq!(normalize_phone("+1 (555) 123-45.67").as_deref(), Some("15551234567"));
+/// assert_eq!(normalize_phone("15551234567").as_deref(), Some("15551234567"));
+/// assert_eq!(normalize_phone("n/a"), None);
+/// assert_eq!(normalize_phone("1234"), None);
+/// ```
+pub fn normalize_phone(phone: &str) -> Option<String> {
+    phone_digits(phone).map(|d| d.map(char::from).collect())
+}
+
 /// A cached peer (user, chat or channel).
 ///
 /// The engine stores `id`, `access_hash`, `min`, `username`, `usernames` and
@@ -332,15 +415,19 @@ pub struct Peer {
     /// True if this is a "min" constructor whose access hash is not usable
     /// on its own.
     pub min: bool,
-    /// The primary (editable) username, without `@`.
+    /// The primary (editable) username. Saving checks it with
+    /// [`normalize_username`] (one leading `@` is dropped; a name Telegram
+    /// could not issue is [`Error::Invalid`](crate::Error::Invalid)).
     pub username: Option<String>,
-    /// Additional (e.g. collectible) usernames, without `@`.
+    /// Additional (e.g. collectible) usernames, checked like
+    /// [`username`](Peer::username).
     pub usernames: Vec<String>,
     /// First name (users) or title (chats, channels).
     pub first_name: Option<String>,
     /// Last name (users only).
     pub last_name: Option<String>,
-    /// Phone number, digits only, if visible.
+    /// Phone number, if visible. Saving stores [`normalize_phone`]'s digits
+    /// (a phone it refuses is [`Error::Invalid`](crate::Error::Invalid)).
     pub phone: Option<String>,
     /// True for bots.
     pub is_bot: bool,

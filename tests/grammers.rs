@@ -641,7 +641,7 @@ async fn an_existing_peerlog_account_is_a_grammers_session() {
             port: 443,
         })
         .unwrap();
-    let mut me = Peer::user(99, 0x99).with_username("me");
+    let mut me = Peer::user(99, 0x99).with_username("itsme");
     me.is_self = true;
     account.save_peer(&me).unwrap();
 
@@ -677,7 +677,7 @@ async fn an_existing_peerlog_account_is_a_grammers_session() {
     .await
     .unwrap();
     let stored = account.peer(peerlog::PeerId::user(99)).unwrap().unwrap();
-    assert_eq!(stored.username.as_deref(), Some("me"));
+    assert_eq!(stored.username.as_deref(), Some("itsme"));
     assert_eq!(stored.access_hash, Some(0x100));
 }
 

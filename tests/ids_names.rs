@@ -29,7 +29,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use peerlog::{
     ChannelKind, ChannelState, Conversation, Error, MemoryStorage, Peer, PeerId, PeerKind, Storage,
-    Store,
+    Store, normalize_phone, normalize_username,
 };
 
 /// The message of the panic `f` raises (it must raise one).
@@ -233,5 +233,132 @@ fn conversation_ids_are_checked() {
             assert!(s.conversation(chat, 5).unwrap().is_some(), "{name} {chat}");
         }
         assert!(!s.delete_conversation(0, 0).unwrap(), "{name}");
+    }
+}
+
+// --- Usernames ----------------------------------------------------------------
+
+#[test]
+fn usernames_one_normalisation_for_save_and_lookup() {
+    for (name, s) in backends() {
+        s.save_peer(&Peer::user(1, 11).with_username("@Alice"))
+            .unwrap();
+        for q in ["alice", "ALICE", "@alice", "@Alice"] {
+            let p = s.peer_by_username(q).unwrap();
+            assert_eq!(p.map(|p| p.id), Some(PeerId::user(1)), "{name} {q}");
+            assert_eq!(
+                s.resolve_username(q).unwrap(),
+                Some((PeerId::user(1), Some(11))),
+                "{name} {q}"
+            );
+        }
+        let stored = s.peer(PeerId::user(1)).unwrap().unwrap();
+        assert_eq!(stored.username.as_deref(), Some("Alice"), "{name}");
+        // Lookups of names no one can hold find nothing.
+        for q in ["@@alice", "al ice", "", "@"] {
+            assert_eq!(s.peer_by_username(q).unwrap(), None, "{name} {q:?}");
+            assert_eq!(s.resolve_username(q).unwrap(), None, "{name} {q:?}");
+        }
+    }
+}
+
+#[test]
+fn invalid_usernames_are_refused_naming_them() {
+    let long = "a".repeat(33);
+    for (name, s) in backends() {
+        for bad in [
+            "a b",
+            "@@double",
+            "",
+            &long,
+            "ålice",
+            "алиса",
+            "abc",
+            "_alice",
+        ] {
+            let shown = format!("{bad:?}");
+            let m = invalid_naming(
+                s.save_peer(&Peer::user(2, 22).with_username(bad)),
+                &[&shown],
+            );
+            assert!(m.contains("4..=32"), "{m}");
+            let mut other = Peer::user(3, 33).with_username("valid_name");
+            other.usernames = vec![bad.to_string()];
+            invalid_naming(s.save_peers(&[Peer::user(4, 44), other]), &[&shown]);
+            assert_eq!(s.peer_by_username(bad).unwrap(), None, "{name} {bad:?}");
+        }
+        // Nothing of a refused batch was stored.
+        assert_eq!(s.peer_count().unwrap(), 0, "{name}");
+        assert_eq!(s.peer_by_username("valid_name").unwrap(), None, "{name}");
+        // The edges that are accepted: 4 and 32 characters, old names with
+        // trailing or doubled underscores, bots.
+        let b32 = "b".repeat(32);
+        for (i, ok) in ["abcd", &b32, "old__name_", "some_bot"]
+            .into_iter()
+            .enumerate()
+        {
+            let id = 10 + i as i64;
+            s.save_peer(&Peer::user(id, 1).with_username(ok)).unwrap();
+            let found = s.peer_by_username(&ok.to_uppercase()).unwrap();
+            assert_eq!(found.map(|p| p.id), Some(PeerId::user(id)), "{name} {ok}");
+        }
+    }
+    assert_eq!(normalize_username("@Alice"), Some("Alice"));
+    assert_eq!(normalize_username("@@double"), None);
+}
+
+// --- Phones -------------------------------------------------------------------
+
+#[test]
+fn phones_one_normalisation_via_account_and_store() {
+    let store = Store::memory();
+    let acct = store.account("a").unwrap();
+    let mem = MemoryStorage::new();
+    for s in [&acct as &dyn Storage, &mem] {
+        s.save_peer(&Peer::user(7, 70).with_phone("+1 555 123-4567"))
+            .unwrap();
+        let stored = s.peer(PeerId::user(7)).unwrap().unwrap();
+        assert_eq!(stored.phone.as_deref(), Some("15551234567"));
+        for q in ["15551234567", "+1 (555) 123 4567", "+1 555 123-4567"] {
+            let found = s.peer_by_phone(q).unwrap().map(|p| p.id);
+            assert_eq!(found, Some(PeerId::user(7)), "{q}");
+        }
+    }
+    // The engine-level lookup normalises the same way.
+    for q in ["15551234567", "+1 (555) 123 4567", "+1 555 123-4567"] {
+        assert_eq!(
+            store.peer_id_by_phone(acct.number(), q).unwrap(),
+            Some(7),
+            "{q}"
+        );
+        assert_eq!(
+            store.resolve_phone(acct.number(), q).unwrap(),
+            Some((7, Some(70))),
+            "{q}"
+        );
+    }
+    assert_eq!(store.peer_id_by_phone(acct.number(), "n/a").unwrap(), None);
+    assert_eq!(
+        normalize_phone("+1 (555) 123 4567").as_deref(),
+        Some("15551234567")
+    );
+}
+
+#[test]
+fn invalid_phones_are_refused_naming_them() {
+    let long = "1".repeat(21);
+    for (name, s) in backends() {
+        for bad in ["", "n/a", "1234", "+1 555 CALL", "+1_555_1234567", &long] {
+            let shown = format!("{bad:?}");
+            let m = invalid_naming(s.save_peer(&Peer::user(8, 80).with_phone(bad)), &[&shown]);
+            assert!(m.contains("5..=20 digits"), "{m}");
+            assert_eq!(s.peer_by_phone(bad).unwrap(), None, "{name} {bad:?}");
+        }
+        assert_eq!(s.peer_count().unwrap(), 0, "{name}");
+        // Short service numbers (Telegram's own is 42777) are accepted.
+        s.save_peer(&Peer::user(777_000, 1).with_phone("42777"))
+            .unwrap();
+        let found = s.peer_by_phone("+42777").unwrap().map(|p| p.id);
+        assert_eq!(found, Some(PeerId::user(777_000)), "{name}");
     }
 }
