@@ -1047,6 +1047,56 @@ mod tests {
     }
 
     #[test]
+    fn names_and_id_checks_at_their_edges() {
+        // Usernames: 4..=32, [A-Za-z0-9_], a letter first, one '@'.
+        for ok in ["abcd", "A_b1", "old__name_", "@durov", &"z".repeat(32)] {
+            assert!(normalize_username(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "abc", "@abc", "@@abcd", "1abc", "_abc", "ab-cd", "ab cd", "abcé",
+        ] {
+            assert_eq!(normalize_username(bad), None, "{bad}");
+        }
+        assert_eq!(normalize_username(&"z".repeat(33)), None);
+        // Phones: separators dropped, 5..=20 digits, nothing else.
+        assert_eq!(normalize_phone("42777").as_deref(), Some("42777"));
+        assert_eq!(normalize_phone(&"9".repeat(20)).map(|p| p.len()), Some(20));
+        for bad in [
+            "4277",
+            "",
+            "+",
+            &"9".repeat(21),
+            "+1 555 0100 ext 2",
+            "١٢٣٤٥",
+        ] {
+            assert_eq!(normalize_phone(bad), None, "{bad}");
+        }
+        // Channel pts ids: bare channels and monoforums, never Bot API ids.
+        for ok in [1, MAX_CHANNEL_ID, 1_002_147_483_649, 3_000_000_000_000] {
+            assert!(check_channel_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            0,
+            -1,
+            MAX_CHANNEL_ID + 1,
+            3_000_000_000_001,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            assert!(check_channel_id(bad).is_err(), "{bad}");
+        }
+        let Err(crate::Error::Invalid(m)) = check_channel_id(-1_001_234_567_890) else {
+            panic!("a Bot API channel id was accepted");
+        };
+        assert!(m.contains("pass 1234567890"), "{m}");
+        // Conversations: a Bot API chat id and a user id.
+        assert!(check_conversation_ids(-1_001_234_567_890, MAX_USER_ID).is_ok());
+        assert!(check_conversation_ids(0, 1).is_err());
+        assert!(check_conversation_ids(1, -1).is_err());
+        assert!(check_conversation_ids(1, MAX_USER_ID + 1).is_err());
+    }
+
+    #[test]
     fn kind_codes_are_stable() {
         for k in [
             ChannelKind::Broadcast,
