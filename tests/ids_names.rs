@@ -362,3 +362,54 @@ fn invalid_phones_are_refused_naming_them() {
         assert_eq!(found, Some(PeerId::user(777_000)), "{name}");
     }
 }
+
+// --- Names stored before they were checked --------------------------------------
+
+/// A peer whose stored names predate the checks (here put through the
+/// engine-level API, as older versions of the typed API could) is no
+/// obstacle: a save through `Storage` names the bad value, and the grammers
+/// adapter, which re-saves stored peers it merges into, drops such names
+/// (no lookup could find them) instead of failing every later batch.
+#[cfg(feature = "grammers")]
+#[test]
+fn grammers_adapter_drops_names_stored_before_the_checks() {
+    use grammers_session::Session as _;
+    use grammers_session::types::{PeerAuth, PeerInfo};
+    use peerlog::PeerRecord;
+    use peerlog::grammers::PeerlogSession;
+
+    let store = Store::memory();
+    let acct = store.account("a").unwrap();
+    store
+        .put_peer_records(vec![PeerRecord {
+            account: acct.number(),
+            peer_id: 5,
+            access_hash: Some(1),
+            primary: true,
+            usernames: vec!["bob".into(), "good_name".into()],
+            phone: Some("4400".into()),
+            ..Default::default()
+        }])
+        .unwrap();
+    let old = acct.peer(PeerId::user(5)).unwrap().unwrap();
+    invalid_naming(acct.save_peer(&old), &["\"bob\""]);
+
+    let session = PeerlogSession::from_account(acct.clone()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(session.cache_peer(PeerInfo::User {
+        id: 5,
+        auth: Some(PeerAuth::from_hash(2)),
+        bot: Some(false),
+        is_self: Some(false),
+    }))
+    .unwrap();
+    let now = acct.peer(PeerId::user(5)).unwrap().unwrap();
+    assert_eq!(now.access_hash, Some(2));
+    assert_eq!(now.username, None);
+    assert_eq!(now.usernames, ["good_name"]);
+    assert_eq!(now.phone, None);
+    let found = acct.peer_by_username("GOOD_NAME").unwrap().map(|p| p.id);
+    assert_eq!(found, Some(PeerId::user(5)));
+}
