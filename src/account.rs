@@ -51,7 +51,11 @@ use crate::store::{
     CONVERSATIONS, Change, DEDUP, MAX_KEY_LEN, META, Options, QUEUE, RecordList, SESSION, STATE,
     Store,
 };
-use crate::types::{ChannelState, Conversation, DurableUpdate, Peer, PeerId, UpdateState};
+use crate::types::{
+    ChannelState, Conversation, DurableUpdate, PHONE_RULE, Peer, PeerId, USERNAME_RULE,
+    UpdateState, check_channel_id, check_conversation_ids, normalize_phone, normalize_username,
+    phone_digits,
+};
 
 const REGISTRY: &[u8] = b"acct/";
 const NEXT_ACCOUNT: &[u8] = b"acct#next";
@@ -265,39 +269,39 @@ impl Store {
 
 // --- Peer mapping --------------------------------------------------------
 
-fn clean_username(u: &str) -> &str {
-    u.strip_prefix('@').unwrap_or(u)
-}
-
-fn clean_phone(p: &str) -> Option<String> {
-    let digits: String = p.chars().filter(char::is_ascii_digit).collect();
-    (!digits.is_empty()).then_some(digits)
+/// A username of a peer being saved, checked (see [`normalize_username`]).
+fn saved_username(u: &str) -> Result<&str> {
+    normalize_username(u).ok_or_else(|| Error::Invalid(format!("username {u:?}: {USERNAME_RULE}")))
 }
 
 /// The engine record of a peer, encoded (see [`Storage`] for the
-/// normalization): `@` prefixes dropped, usernames deduplicated ASCII
-/// case-insensitively, the phone reduced to its digits.
-/// `buf` lends its allocation (the batch's previous record).
+/// normalization): usernames and the phone checked and normalized
+/// ([`normalize_username`], [`normalize_phone`]), usernames deduplicated
+/// ASCII case-insensitively. `buf` lends its allocation (the batch's
+/// previous record).
 fn peer_record(buf: Vec<u8>, account: u32, p: &Peer) -> Result<Vec<u8>> {
+    // Every `PeerId` is valid by construction (its constructors check), so
+    // the id needs no check here.
     let mut b = RecordBuf::reuse(buf, account, p.id.bot_api(), p.access_hash, p.min);
-    let primary = p
-        .username
-        .as_deref()
-        .map(clean_username)
-        .filter(|u| !u.is_empty());
+    let primary = p.username.as_deref().map(saved_username).transpose()?;
     b.primary(primary.is_some());
     if let Some(u) = primary {
         b.username(u);
     }
-    let others = p.usernames.iter().map(|u| clean_username(u));
-    for (i, u) in others.clone().enumerate() {
+    for (i, u) in p.usernames.iter().enumerate() {
+        let u = saved_username(u)?;
         let seen = |x: &str| x.eq_ignore_ascii_case(u);
-        if !u.is_empty() && !primary.is_some_and(seen) && !others.clone().take(i).any(seen) {
+        let mut earlier = p.usernames[..i]
+            .iter()
+            .filter_map(|x| normalize_username(x));
+        if !primary.is_some_and(seen) && !earlier.any(seen) {
             b.username(u);
         }
     }
     if let Some(phone) = &p.phone {
-        b.phone(phone.bytes().filter(u8::is_ascii_digit));
+        let digits = phone_digits(phone)
+            .ok_or_else(|| Error::Invalid(format!("phone {phone:?}: {PHONE_RULE}")))?;
+        b.phone(digits);
     }
     let mut tail = Writer {
         buf: std::mem::take(b.tail()),
@@ -682,6 +686,7 @@ impl<'a> Transaction<'a> {
     }
     /// See [`Storage::channel_pts`].
     pub fn channel_pts(&self, channel_id: i64) -> Result<Option<i32>> {
+        check_channel_id(channel_id)?;
         let s = self.decode(
             STATE,
             &self.key(T_CHANNEL, &flip64(channel_id)),
@@ -691,6 +696,7 @@ impl<'a> Transaction<'a> {
     }
     /// See [`Storage::save_channel_pts`].
     pub fn save_channel_pts(&mut self, channel_id: i64, pts: i32) -> Result<()> {
+        check_channel_id(channel_id)?;
         let v = ChannelState { channel_id, pts }.encode();
         self.put(STATE, self.key(T_CHANNEL, &flip64(channel_id)), v);
         Ok(())
@@ -857,11 +863,13 @@ impl<'a> Transaction<'a> {
     }
     /// See [`Storage::conversation`].
     pub fn conversation(&self, chat_id: i64, user_id: i64) -> Result<Option<Conversation>> {
+        check_conversation_ids(chat_id, user_id)?;
         let k = self.conversation_key(chat_id, user_id);
         self.decode(CONVERSATIONS, &k, Conversation::decode)
     }
     /// See [`Storage::save_conversation`].
     pub fn save_conversation(&mut self, conversation: &Conversation) -> Result<()> {
+        check_conversation_ids(conversation.chat_id, conversation.user_id)?;
         let k = self.conversation_key(conversation.chat_id, conversation.user_id);
         self.put(CONVERSATIONS, k, conversation.encode());
         Ok(())
@@ -957,23 +965,21 @@ impl Storage for Account {
             .flatten())
     }
     fn peer_by_username(&self, username: &str) -> Result<Option<Peer>> {
-        let name = clean_username(username);
-        if name.is_empty() {
-            return Ok(None);
+        match normalize_username(username) {
+            Some(name) => self.peer_at(NameKind::Username, name),
+            None => Ok(None),
         }
-        self.peer_at(NameKind::Username, name)
     }
     fn peer_by_phone(&self, phone: &str) -> Result<Option<Peer>> {
-        match clean_phone(phone) {
+        match normalize_phone(phone) {
             Some(p) => self.peer_at(NameKind::Phone, &p),
             None => Ok(None),
         }
     }
     fn resolve_username(&self, username: &str) -> Result<Option<(PeerId, Option<i64>)>> {
-        let name = clean_username(username);
-        if name.is_empty() {
+        let Some(name) = normalize_username(username) else {
             return Ok(None);
-        }
+        };
         Ok(self
             .store
             .resolve_username(self.number, name)?

@@ -15,11 +15,12 @@
 //! `assert!`, so the suite belongs in `#[test]` functions.
 //!
 //! The sub-suites ([`session`], [`peers`], [`update_state`], [`dedup`],
-//! [`queue`], [`conversations`], [`meta`]) can run on their own;
+//! [`queue`], [`conversations`], [`meta`], [`ids_and_names`]) can run on
+//! their own;
 //! [`run_persistent`] checks that data survives a reopen, for backends
 //! that persist.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::session::{AuthKey, DcAuth, Session};
 use crate::storage::Storage;
 use crate::types::{
@@ -66,6 +67,7 @@ pub fn run_with(factory: Factory<'_>, config: &Config) {
     queue(factory);
     conversations(factory);
     meta(factory);
+    ids_and_names(factory);
 }
 
 #[track_caller]
@@ -210,12 +212,7 @@ pub fn peers(factory: Factory<'_>) {
     let chat = Peer::chat(200).with_names("Group", None);
     let mut chan =
         Peer::channel(MAX_CHANNEL_ID, -3003, ChannelKind::Megagroup).with_username("news");
-    chan.usernames = vec![
-        "news_alt".into(),
-        "NEWS".into(),
-        "@news_alt".into(),
-        "".into(),
-    ];
+    chan.usernames = vec!["news_alt".into(), "NEWS".into(), "@news_alt".into()];
     let bot = Peer {
         is_bot: true,
         language: Some("en".into()),
@@ -245,7 +242,7 @@ pub fn peers(factory: Factory<'_>) {
     assert_eq!(
         stored.usernames,
         ["news_alt"],
-        "{W}: usernames lose '@', empties and repeats"
+        "{W}: usernames lose '@' and repeats"
     );
     assert_eq!(
         by_username(s, "NEWS_ALT"),
@@ -624,6 +621,173 @@ pub fn meta(factory: Factory<'_>) {
     );
 }
 
+/// An `Error::Invalid` whose message names `value`.
+#[track_caller]
+fn refused<T: std::fmt::Debug>(r: Result<T>, value: &str, what: &str) {
+    match r {
+        Err(Error::Invalid(m)) if m.contains(value) => {}
+        other => panic!("conformance: {what}: want Error::Invalid naming {value}, got {other:?}"),
+    }
+}
+
+/// The id and name rules of [`Storage`] (its "Ids" and "Normalization"
+/// sections): Bot API and zero ids where a bare one belongs are refused
+/// naming the value, invalid usernames and phones are refused on save
+/// (the whole batch) and find nothing on lookup, and saves and lookups
+/// share one normalization.
+pub fn ids_and_names(factory: Factory<'_>) {
+    const W: &str = "ids_and_names";
+    let s = factory();
+    let s = &*s;
+
+    // Channel pts take the bare channel id.
+    for bad in [-1_001_234_567_890, 0, -5, MAX_CHANNEL_ID + 1] {
+        let v = bad.to_string();
+        refused(s.save_channel_pts(bad, 1), &v, "save_channel_pts");
+        refused(s.channel_pts(bad), &v, "channel_pts");
+    }
+    ok(s.save_channel_pts(1_234_567_890, 3), W);
+    assert_eq!(
+        ok(s.channel_states(), W),
+        [ChannelState {
+            channel_id: 1_234_567_890,
+            pts: 3
+        }],
+        "{W}: refused channel ids saved nothing"
+    );
+    let bad_state = ChannelState {
+        channel_id: -1_000_000_000_077,
+        pts: 1,
+    };
+    refused(
+        s.save_peers_and_state(&[Peer::user(31, 1)], None, &[bad_state]),
+        "-1000000000077",
+        "save_peers_and_state with a Bot API channel id",
+    );
+    assert!(ok(s.peer(PeerId::user(31)), W).is_none(), "{W}: atomic");
+
+    // Conversations: chat_id a Bot API id, user_id a user id.
+    let conv = |chat_id, user_id| Conversation {
+        chat_id,
+        user_id,
+        name: "flow".into(),
+        ..Conversation::default()
+    };
+    refused(s.save_conversation(&conv(0, 5)), "0", "conversation chat 0");
+    refused(
+        s.save_conversation(&conv(-100, -5)),
+        "-5",
+        "conversation user -5",
+    );
+    refused(
+        s.save_conversation(&conv(-100, 0)),
+        "0",
+        "conversation user 0",
+    );
+    refused(s.conversation(-100, -5), "-5", "conversation lookup");
+    ok(s.save_conversation(&conv(-1_001_234_567_890, 5)), W);
+    assert!(
+        ok(s.conversation(-1_001_234_567_890, 5), W).is_some(),
+        "{W}: conversation in a channel"
+    );
+
+    // Bot API ids go through Peer::from_bot_api, to the right kind.
+    let chan = ok(Peer::from_bot_api(-1_001_234_567_890, Some(77)), W);
+    let chat = ok(Peer::from_bot_api(-100, None), W);
+    ok(s.save_peers(&[chan.clone(), chat.clone()]), W);
+    assert_eq!(
+        ok(s.access_hash(PeerId::channel(1_234_567_890)), W),
+        Some(77),
+        "{W}: Bot API channel id"
+    );
+    assert!(
+        ok(s.peer(PeerId::user(1_234_567_890)), W).is_none(),
+        "{W}: a channel became a user"
+    );
+    assert_eq!(ok(s.peer(PeerId::chat(100)), W), Some(chat), "{W}: chat");
+    assert!(
+        ok(s.peer(PeerId::user(100)), W).is_none(),
+        "{W}: chat as user"
+    );
+
+    // Usernames: one leading '@', 4..=32 of [A-Za-z0-9_], a letter first.
+    ok(s.save_peer(&Peer::user(40, 4).with_username("@Alice")), W);
+    for q in ["alice", "ALICE", "@alice", "Alice"] {
+        assert_eq!(by_username(s, q), Some(PeerId::user(40)), "{W}: {q:?}");
+    }
+    assert_eq!(
+        ok(s.peer(PeerId::user(40)), W).and_then(|p| p.username),
+        Some("Alice".into()),
+        "{W}: stored without '@', case kept"
+    );
+    let long = "a".repeat(33);
+    for bad in [
+        "a b",
+        "@@double",
+        "",
+        "@",
+        "abc",
+        "1abc",
+        "ünïcode",
+        "tab\tname",
+        &long,
+    ] {
+        let shown = format!("{bad:?}");
+        let peer = Peer::user(41, 4).with_username(bad);
+        refused(s.save_peer(&peer), &shown, "invalid username");
+        let mut other = Peer::user(41, 4);
+        other.usernames = vec!["valid_one".into(), bad.into()];
+        refused(
+            s.save_peers(&[Peer::user(42, 4), other]),
+            &shown,
+            "invalid other username",
+        );
+        assert_eq!(by_username(s, bad), None, "{W}: lookup of {bad:?}");
+        assert_eq!(
+            ok(s.resolve_username(bad), W),
+            None,
+            "{W}: resolve of {bad:?}"
+        );
+    }
+    assert!(ok(s.peer(PeerId::user(41)), W).is_none(), "{W}: refused");
+    assert!(ok(s.peer(PeerId::user(42)), W).is_none(), "{W}: batch");
+    assert_eq!(by_username(s, "valid_one"), None, "{W}: batch names");
+    let edge = ["abcd", &"b".repeat(32), "old__name_", "x_bot"];
+    for (i, name) in edge.into_iter().enumerate() {
+        let id = 50 + i as i64;
+        ok(s.save_peer(&Peer::user(id, 5).with_username(name)), W);
+        assert_eq!(by_username(s, name), Some(PeerId::user(id)), "{W}: {name}");
+    }
+
+    // Phones: one normalization, 5..=20 digits.
+    ok(
+        s.save_peer(&Peer::user(60, 6).with_phone("+1 555 123-4567")),
+        W,
+    );
+    assert_eq!(
+        ok(s.peer(PeerId::user(60)), W).and_then(|p| p.phone),
+        Some("15551234567".into()),
+        "{W}: stored phone"
+    );
+    for q in ["15551234567", "+1 (555) 123 4567", "+1.555.123.4567"] {
+        let found = ok(s.peer_by_phone(q), W).map(|p| p.id);
+        assert_eq!(found, Some(PeerId::user(60)), "{W}: phone {q:?}");
+    }
+    for bad in ["", "n/a", "1234", "+1 555 CALL NOW", &"9".repeat(21)] {
+        let shown = format!("{bad:?}");
+        refused(
+            s.save_peer(&Peer::user(61, 6).with_phone(bad)),
+            &shown,
+            "invalid phone",
+        );
+        assert!(ok(s.peer_by_phone(bad), W).is_none(), "{W}: phone {bad:?}");
+    }
+    assert!(
+        ok(s.peer(PeerId::user(61)), W).is_none(),
+        "{W}: refused phone"
+    );
+}
+
 /// Checks that everything survives a reopen. `open` must return a handle to
 /// the same persistent storage on every call, empty on the first; the
 /// suite drops each handle before asking for the next (a backend that locks
@@ -650,8 +814,8 @@ pub fn run_persistent(open: Factory<'_>) {
     let dc = sample_dc(4, 6);
     let alice = Peer::user(10, 1010)
         .with_username("alice")
-        .with_phone("4400");
-    let carol = Peer::user(12, 1212).with_username("bob");
+        .with_phone("440044");
+    let carol = Peer::user(12, 1212).with_username("bobby");
     let chan = Peer::channel(99, 9900, ChannelKind::Broadcast);
     let state = UpdateState {
         pts: 5,
@@ -671,13 +835,15 @@ pub fn run_persistent(open: Factory<'_>) {
         ok(s.save_session(&session), W);
         ok(s.save_dc_auth(&dc), W);
         ok(
-            s.save_peers(&[alice.clone(), Peer::user(11, 1111).with_username("bob")]),
+            s.save_peers(&[alice.clone(), Peer::user(11, 1111).with_username("bobby")]),
             W,
         );
         ok(s.save_peer(&carol), W);
         let min = Peer {
             min: true,
-            ..Peer::user(10, 42).with_username("alice").with_phone("4400")
+            ..Peer::user(10, 42)
+                .with_username("alice")
+                .with_phone("440044")
         };
         ok(s.save_peer(&min), W);
         ok(
@@ -703,13 +869,13 @@ pub fn run_persistent(open: Factory<'_>) {
         assert_eq!(ok(s.peer(alice.id), W), Some(alice.clone()), "{W}: peer");
         assert_eq!(ok(s.access_hash(alice.id), W), Some(1010), "{W}: min rule");
         assert_eq!(
-            by_username(&*s, "BOB"),
+            by_username(&*s, "BOBBY"),
             Some(carol.id),
             "{W}: moved username"
         );
         let old = ok(s.peer(PeerId::user(11)), W).expect("user 11");
         assert_eq!(old.username, None, "{W}: moved username's old owner");
-        let phone = ok(s.peer_by_phone("4400"), W).map(|p| p.id);
+        let phone = ok(s.peer_by_phone("+44 00 44"), W).map(|p| p.id);
         assert_eq!(phone, Some(alice.id), "{W}: phone index");
         assert_eq!(ok(s.peer_count(), W), 4, "{W}: peer_count");
         assert_eq!(ok(s.access_hash(chan.id), W), Some(9900), "{W}: batch peer");
@@ -744,7 +910,7 @@ pub fn run_persistent(open: Factory<'_>) {
         let s = open();
         assert!(ok(s.session(), W).is_none(), "{W}: deleted session");
         assert!(ok(s.peer(alice.id), W).is_none(), "{W}: deleted peer");
-        assert_eq!(ok(s.peer_by_phone("4400"), W), None, "{W}: deleted phone");
+        assert_eq!(ok(s.peer_by_phone("440044"), W), None, "{W}: deleted phone");
         assert_eq!(ok(s.peer_count(), W), 3, "{W}: peer_count after delete");
         assert_eq!(ok(s.channel_pts(99), W), None, "{W}: deleted pts");
         let ids: Vec<_> = ok(s.pending(10), W).into_iter().map(|u| u.id).collect();

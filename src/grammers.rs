@@ -105,7 +105,9 @@ use crate::error::{Error, Result};
 use crate::format::peer_record::MIN;
 use crate::session::{AuthKey, DcAuth, Session as PeerlogSessionRecord};
 use crate::store::{Options, Store};
-use crate::types::{ChannelKind, Peer, PeerId, PeerKind, UpdateState};
+use crate::types::{
+    ChannelKind, Peer, PeerId, PeerKind, UpdateState, normalize_phone, normalize_username,
+};
 
 #[cfg(doc)]
 use crate::Storage;
@@ -822,6 +824,7 @@ fn write_peers<'i>(
         match PeerId::from_bot_api(api) {
             Some(pid) => {
                 let mut p = slot.stored.clone().unwrap_or_else(|| Peer::new(pid));
+                drop_unsavable_names(&mut p);
                 let marks = fill_peer(&mut p, &slot.info);
                 p.updated_at = now;
                 peers.push(p);
@@ -863,6 +866,15 @@ fn write_peers<'i>(
         tx.save_session(&s)?;
     }
     Ok(())
+}
+
+/// Drops the names of a stored peer that saving now refuses (written before
+/// names were checked, or through the engine-level API): no lookup finds
+/// them any more, and keeping them would fail every later save of the peer.
+fn drop_unsavable_names(p: &mut Peer) {
+    p.username.take_if(|u| normalize_username(u).is_none());
+    p.usernames.retain(|u| normalize_username(u).is_some());
+    p.phone.take_if(|x| normalize_phone(x).is_none());
 }
 
 /// The lowest-id user marked `is_self: Some(true)`, stored or in the batch.

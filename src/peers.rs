@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::format::index::{NameKind, name_hash};
 use crate::format::peer_record::{PeerRecord, peer_key, split_key};
 use crate::store::{Change, RecordList, Store};
+use crate::types::normalize_phone;
 
 impl Store {
     /// Saves engine peer records in one atomic commit. Merge rules: a min
@@ -75,18 +76,27 @@ impl Store {
             .map(|(k, h)| (split_key(k).1, h)))
     }
 
-    /// The peer id owning a phone number and its access hash.
+    /// The peer id owning a phone number and its access hash. The query
+    /// goes through [`normalize_phone`] first, as on every typed lookup
+    /// (the typed API stores phones normalized), so `"+1 (555) 123 4567"`
+    /// finds `"15551234567"`; a record whose phone is stored otherwise (put
+    /// through [`Store::put_peer_records`]) is still found by its exact
+    /// bytes.
     pub fn resolve_phone(&self, account: u32, phone: &str) -> Result<Option<(i64, Option<i64>)>> {
+        if let Some(n) = normalize_phone(phone).filter(|n| n != phone)
+            && let Some((k, h)) = self.name_owner(NameKind::Phone, account, &n)?
+        {
+            return Ok(Some((split_key(k).1, h)));
+        }
         Ok(self
             .name_owner(NameKind::Phone, account, phone)?
             .map(|(k, h)| (split_key(k).1, h)))
     }
 
-    /// The peer id owning a phone number (exact match).
+    /// The peer id owning a phone number: see [`Store::resolve_phone`] for
+    /// how the query is normalized.
     pub fn peer_id_by_phone(&self, account: u32, phone: &str) -> Result<Option<i64>> {
-        Ok(self
-            .name_owner(NameKind::Phone, account, phone)?
-            .map(|(k, _)| split_key(k).1))
+        Ok(self.resolve_phone(account, phone)?.map(|(id, _)| id))
     }
 
     /// The key owning a name and its access hash: without a lock when the

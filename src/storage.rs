@@ -19,14 +19,36 @@ use crate::types::{ChannelState, Conversation, DurableUpdate, Peer, PeerId, Upda
 /// whatever the backend's durability setting; the others may be batched
 /// with later writes (see [`crate::Durability`]).
 ///
+/// # Ids
+///
+/// A peer is named by a [`PeerId`], valid by construction (a Bot API id
+/// becomes one through [`PeerId::from_bot_api`] or [`Peer::from_bot_api`];
+/// the bare-id constructors panic rather than reinterpret one). Plain `i64`
+/// ids follow one rule: a parameter that names a channel only
+/// (`channel_id`) is the bare MTProto id, as [`PeerId::bare_id`]; one that
+/// may name any chat (`chat_id`) is the Bot API id, as [`PeerId::bot_api`];
+/// `user_id` is a user id (the same in both forms). Saves and lookups given
+/// an id outside its form's range return [`Error::Invalid`](crate::Error::Invalid)
+/// naming the value (a Bot API id `-100…` as `channel_id`, 0, ...);
+/// deletes accept any id, so entries saved under a wrong id by older
+/// versions can be removed.
+///
 /// # Normalization
 ///
 /// Every backend stores and compares the same way:
-/// - usernames lose one leading `@`; empty ones are dropped; `usernames`
-///   entries equal (ASCII case-insensitively) to `username` or to an earlier
-///   entry are dropped; lookups are ASCII case-insensitive;
-/// - phone numbers keep only their ASCII digits (`"+1 (555) 010"` is stored
-///   and matched as `"1555010"`); one without digits counts as no phone.
+/// - usernames go through [`normalize_username`](crate::normalize_username)
+///   (one leading `@` dropped; 4..=32 ASCII letters, digits and
+///   underscores, starting with a letter). Saving a peer with any other
+///   name returns [`Error::Invalid`](crate::Error::Invalid) naming it, and
+///   nothing of the batch is saved; looking one up finds nothing.
+///   `usernames` entries equal (ASCII case-insensitively) to `username` or
+///   to an earlier entry are dropped; lookups are ASCII case-insensitive;
+/// - phone numbers go through [`normalize_phone`](crate::normalize_phone),
+///   on save and on every lookup: `+`, spaces, dashes, dots and parentheses
+///   dropped, then 5..=20 digits (`"+1 (555) 123-4567"` is stored and
+///   matched as `"15551234567"`). Saving any other phone returns
+///   [`Error::Invalid`](crate::Error::Invalid); looking one up finds
+///   nothing.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -63,7 +85,10 @@ pub trait Storage: Send + Sync {
     // --- Peers ---------------------------------------------------------
 
     /// Saves peers in one atomic commit, as a client does for the users and
-    /// chats of each update.
+    /// chats of each update. A username or phone that does not pass the
+    /// [normalization](Storage#normalization) fails the whole call with
+    /// [`Error::Invalid`](crate::Error::Invalid) naming it; nothing is
+    /// saved.
     ///
     /// Merge rules, per peer:
     /// - a min peer, or one without an access hash, never replaces a known
@@ -95,9 +120,12 @@ pub trait Storage: Send + Sync {
     /// allocating.
     fn access_hash(&self, id: PeerId) -> Result<Option<i64>>;
     /// The peer that currently holds a username (its primary or any other),
-    /// ASCII case-insensitively, with or without a leading `@`.
+    /// ASCII case-insensitively, with or without a leading `@`; `None` for a
+    /// name [`normalize_username`](crate::normalize_username) refuses.
     fn peer_by_username(&self, username: &str) -> Result<Option<Peer>>;
-    /// The peer that currently holds a phone number (digits compared).
+    /// The peer that currently holds a phone number, compared after
+    /// [`normalize_phone`](crate::normalize_phone); `None` for a phone it
+    /// refuses.
     fn peer_by_phone(&self, phone: &str) -> Result<Option<Peer>>;
     /// The id and access hash of the peer holding a username: what an
     /// outgoing call needs, without building the whole [`Peer`]. The
@@ -115,17 +143,24 @@ pub trait Storage: Send + Sync {
     fn update_state(&self) -> Result<Option<UpdateState>>;
     /// Replaces the account-wide update state.
     fn save_update_state(&self, state: &UpdateState) -> Result<()>;
-    /// The pts of one channel (bare channel id).
+    /// The pts of one channel. `channel_id` is the bare id (see
+    /// [`ChannelState::channel_id`]); a Bot API id (`-100…`) or 0 is
+    /// [`Error::Invalid`](crate::Error::Invalid).
     fn channel_pts(&self, channel_id: i64) -> Result<Option<i32>>;
-    /// Sets the pts of one channel (bare channel id).
+    /// Sets the pts of one channel. `channel_id` is the bare id (see
+    /// [`ChannelState::channel_id`]); a Bot API id (`-100…`) or 0 is
+    /// [`Error::Invalid`](crate::Error::Invalid) and saves nothing.
     fn save_channel_pts(&self, channel_id: i64, pts: i32) -> Result<()>;
     /// The pts of every channel, by `channel_id` ascending.
     fn channel_states(&self) -> Result<Vec<ChannelState>>;
-    /// Forgets a channel's pts; true if there was one.
+    /// Forgets a channel's pts (bare `channel_id`; any id is accepted);
+    /// true if there was one.
     fn delete_channel_state(&self, channel_id: i64) -> Result<bool>;
     /// Saves the peers of one update together with the state it advances
     /// to (account-wide and/or per channel) in one atomic commit: after a
-    /// crash either all of it is stored or none.
+    /// crash either all of it is stored or none. An invalid peer, username,
+    /// phone or channel id fails the whole call with
+    /// [`Error::Invalid`](crate::Error::Invalid) before anything is written.
     fn save_peers_and_state(
         &self,
         peers: &[Peer],
@@ -161,11 +196,15 @@ pub trait Storage: Send + Sync {
 
     // --- Conversations -------------------------------------------------
 
-    /// The conversation state of a user in a chat.
+    /// The conversation state of a user in a chat: `chat_id` a Bot API id,
+    /// `user_id` a user id (see [`Conversation`]); an id out of its range
+    /// is [`Error::Invalid`](crate::Error::Invalid).
     fn conversation(&self, chat_id: i64, user_id: i64) -> Result<Option<Conversation>>;
-    /// Replaces the conversation of `(conversation.chat_id, conversation.user_id)`.
+    /// Replaces the conversation of `(conversation.chat_id,
+    /// conversation.user_id)`; ids out of range (see [`Conversation`]) are
+    /// [`Error::Invalid`](crate::Error::Invalid).
     fn save_conversation(&self, conversation: &Conversation) -> Result<()>;
-    /// Deletes a conversation; true if it existed.
+    /// Deletes a conversation (any ids accepted); true if it existed.
     fn delete_conversation(&self, chat_id: i64, user_id: i64) -> Result<bool>;
 
     // --- Metadata ------------------------------------------------------

@@ -30,12 +30,14 @@ pub const MAX_CHANNEL_ID: i64 = CHANNEL_OFFSET - (1 << 31);
 /// Secret chats, monoforums and any other range are not representable:
 /// [`PeerId::from_bot_api`] rejects them.
 ///
+/// Every `PeerId` is valid: no constructor turns an id into another peer.
 /// The plain constructors ([`PeerId::user`], [`PeerId::chat`],
-/// [`PeerId::channel`]) are `const fn` that assume a valid bare id: they
-/// `debug_assert!` the range and, in release builds, silently produce an id
-/// whose [`kind`](PeerId::kind) / [`bare_id`](PeerId::bare_id) will not
-/// round-trip. Use the `try_` variants (or [`PeerId::from_bot_api`]) for
-/// untrusted input.
+/// [`PeerId::channel`]) take a *bare* id (positive, as in MTProto) and
+/// panic, in every build, on anything outside its range, naming the value
+/// (so `PeerId::channel(-1001234567890)`, a Bot API id, panics instead of
+/// becoming user 1234567890). A Bot API id (the form the Bot API, TDLib and
+/// most bot frameworks hand out) goes through [`PeerId::from_bot_api`];
+/// the `try_` variants take a bare id from untrusted input.
 ///
 /// ```
 /// use peerlog::{PeerId, PeerKind};
@@ -54,23 +56,102 @@ pub const MAX_CHANNEL_ID: i64 = CHANNEL_OFFSET - (1 << 31);
 )]
 pub struct PeerId(i64);
 
+/// The rule a bare id broke, per kind, for panic and error messages.
+const USER_RULE: &str = "a bare user id must be in 1..=1099511627775";
+const CHAT_RULE: &str =
+    "a bare chat id must be in 1..=999999999999 (the Bot API id of a chat is its negation)";
+const CHANNEL_RULE: &str = "a bare channel id must be in 1..=997852516352 \
+     (the Bot API id of a channel is -1000000000000 minus it)";
+
+/// Panics with `"{ctor}({id}): {rule}; for a Bot API id use {fix}"`.
+/// Built by hand: a `const fn` cannot use `format!`.
+#[track_caller]
+const fn bad_bare_id(ctor: &str, id: i64, rule: &str, fix: &str) -> ! {
+    const fn push(buf: &mut [u8; 320], mut n: usize, s: &[u8]) -> usize {
+        let mut i = 0;
+        while i < s.len() && n < buf.len() {
+            buf[n] = s[i];
+            n += 1;
+            i += 1;
+        }
+        n
+    }
+    let mut buf = [0u8; 320];
+    let mut n = push(&mut buf, 0, ctor.as_bytes());
+    n = push(&mut buf, n, if id < 0 { b"(-" } else { b"(" });
+    let mut digits = [0u8; 20];
+    let mut d = digits.len();
+    let mut v = id.unsigned_abs();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    n = push(&mut buf, n, digits.split_at(d).1);
+    n = push(&mut buf, n, b"): ");
+    n = push(&mut buf, n, rule.as_bytes());
+    n = push(&mut buf, n, b"; for a Bot API id use ");
+    n = push(&mut buf, n, fix.as_bytes());
+    match core::str::from_utf8(buf.split_at(n).0) {
+        Ok(msg) => panic!("{}", msg),
+        Err(_) => panic!("peer id out of range"),
+    }
+}
+
+/// Panics for an out-of-range bare id given to a [`Peer`] constructor.
+#[cold]
+#[track_caller]
+fn bad_peer(ctor: &str, id: i64, rule: &str) -> ! {
+    panic!("Peer::{ctor}({id}): {rule}; for a Bot API id use Peer::from_bot_api")
+}
+
 impl PeerId {
-    /// A user id from its bare id (`1..=2^40-1`; not checked in release builds).
+    /// A user id from its bare id, `1..=2^40-1` (equal to its Bot API id).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `id` is outside that range; the message names
+    /// the value. Use [`PeerId::try_user`] or [`PeerId::from_bot_api`] for
+    /// untrusted input.
+    #[track_caller]
     pub const fn user(id: i64) -> Self {
-        debug_assert!(id >= 1 && id <= MAX_USER_ID, "user id out of range");
-        PeerId(id)
+        match Self::try_user(id) {
+            Some(v) => v,
+            None => bad_bare_id("PeerId::user", id, USER_RULE, "PeerId::from_bot_api"),
+        }
     }
-    /// A basic-chat id from its bare id (`1..=999_999_999_999`; not checked in
-    /// release builds).
+    /// A basic-chat id from its bare id, `1..=999_999_999_999` (the Bot API
+    /// id is its negation).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `id` is outside that range (`PeerId::chat(-100)`
+    /// panics: `-100` is a Bot API id, for [`PeerId::from_bot_api`]); the
+    /// message names the value.
+    #[track_caller]
     pub const fn chat(id: i64) -> Self {
-        debug_assert!(id >= 1 && id <= MAX_CHAT_ID, "chat id out of range");
-        PeerId(id.wrapping_neg())
+        match Self::try_chat(id) {
+            Some(v) => v,
+            None => bad_bare_id("PeerId::chat", id, CHAT_RULE, "PeerId::from_bot_api"),
+        }
     }
-    /// A channel/supergroup id from its bare id (`1..=997_852_516_352`; not
-    /// checked in release builds).
+    /// A channel/supergroup id from its bare id, `1..=997_852_516_352`
+    /// (the Bot API id is `-1_000_000_000_000 - id`).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `id` is outside that range
+    /// (`PeerId::channel(-1001234567890)` panics: that is a Bot API id, for
+    /// [`PeerId::from_bot_api`]); the message names the value.
+    #[track_caller]
     pub const fn channel(id: i64) -> Self {
-        debug_assert!(id >= 1 && id <= MAX_CHANNEL_ID, "channel id out of range");
-        PeerId(CHANNEL_OFFSET.wrapping_add(id).wrapping_neg())
+        match Self::try_channel(id) {
+            Some(v) => v,
+            None => bad_bare_id("PeerId::channel", id, CHANNEL_RULE, "PeerId::from_bot_api"),
+        }
     }
     /// A user id, or `None` if `id` is outside `1..=2^40-1`.
     pub const fn try_user(id: i64) -> Option<Self> {
@@ -228,6 +309,89 @@ impl ChannelKind {
     }
 }
 
+/// Shortest username accepted: 4 (Telegram issues 5..=32 characters, but
+/// collectible usernames sold on Fragment can be 4).
+pub const MIN_USERNAME_LEN: usize = 4;
+/// Longest username accepted: 32.
+pub const MAX_USERNAME_LEN: usize = 32;
+/// Fewest digits of a phone number accepted: 5 (Telegram's own service
+/// account has `42777`).
+pub const MIN_PHONE_DIGITS: usize = 5;
+/// Most digits of a phone number accepted: 20.
+pub const MAX_PHONE_DIGITS: usize = 20;
+
+/// The rule [`normalize_username`] applies, for error messages.
+pub(crate) const USERNAME_RULE: &str = "a username is 4..=32 ASCII letters, digits and \
+     underscores starting with a letter, with at most one leading '@'";
+/// The rule [`normalize_phone`] applies, for error messages.
+pub(crate) const PHONE_RULE: &str = "a phone is 5..=20 digits, optionally with '+', spaces, \
+     dashes, dots and parentheses";
+
+/// A username as it is stored and looked up: one leading `@` dropped, then
+/// [`MIN_USERNAME_LEN`]`..=`[`MAX_USERNAME_LEN`] ASCII letters, digits and
+/// underscores, the first a letter; `None` for anything else (spaces,
+/// non-ASCII, a second `@`, empty, too short or long).
+///
+/// Underscores are not restricted further: Telegram refuses new names with
+/// a trailing or doubled underscore, but older names have them. Case is
+/// kept (lookups compare ASCII case-insensitively). Saving a peer with a
+/// name this refuses is [`Error::Invalid`](crate::Error::Invalid); looking
+/// one up finds nothing.
+///
+/// ```
+/// use peerlog::normalize_username;
+/// assert_eq!(normalize_username("@Alice"), Some("Alice"));
+/// assert_eq!(normalize_username("durov_bot"), Some("durov_bot"));
+/// assert_eq!(normalize_username("@@double"), None);
+/// assert_eq!(normalize_username("a b"), None);
+/// assert_eq!(normalize_username("1st_user"), None);
+/// assert_eq!(normalize_username(""), None);
+/// ```
+pub fn normalize_username(username: &str) -> Option<&str> {
+    let u = username.strip_prefix('@').unwrap_or(username);
+    let b = u.as_bytes();
+    let ok = (MIN_USERNAME_LEN..=MAX_USERNAME_LEN).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_');
+    ok.then_some(u)
+}
+
+/// Checks `phone` as [`normalize_phone`] does and returns its digits,
+/// without allocating.
+pub(crate) fn phone_digits(phone: &str) -> Option<impl Iterator<Item = u8> + Clone + '_> {
+    let mut digits = 0;
+    for c in phone.bytes() {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b'+' | b' ' | b'-' | b'(' | b')' | b'.' => {}
+            _ => return None,
+        }
+    }
+    (MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS)
+        .contains(&digits)
+        .then(|| phone.bytes().filter(u8::is_ascii_digit))
+}
+
+/// A phone number as it is stored and looked up: `+`, spaces, dashes, dots
+/// and parentheses dropped, then [`MIN_PHONE_DIGITS`]`..=`[`MAX_PHONE_DIGITS`]
+/// ASCII digits; `None` if anything else is left or the count is off.
+///
+/// Every save and every lookup uses it ([`crate::Storage::peer_by_phone`],
+/// [`crate::Store::peer_id_by_phone`], ...): saving a peer with a phone it
+/// refuses is [`Error::Invalid`](crate::Error::Invalid); looking one up
+/// finds nothing.
+///
+/// ```
+/// use peerlog::normalize_phone;
+/// assert_eq!(normalize_phone("+1 (555) 123-45.67").as_deref(), Some("15551234567"));
+/// assert_eq!(normalize_phone("15551234567").as_deref(), Some("15551234567"));
+/// assert_eq!(normalize_phone("n/a"), None);
+/// assert_eq!(normalize_phone("1234"), None);
+/// ```
+pub fn normalize_phone(phone: &str) -> Option<String> {
+    phone_digits(phone).map(|d| d.map(char::from).collect())
+}
+
 /// A cached peer (user, chat or channel).
 ///
 /// The engine stores `id`, `access_hash`, `min`, `username`, `usernames` and
@@ -251,15 +415,19 @@ pub struct Peer {
     /// True if this is a "min" constructor whose access hash is not usable
     /// on its own.
     pub min: bool,
-    /// The primary (editable) username, without `@`.
+    /// The primary (editable) username. Saving checks it with
+    /// [`normalize_username`] (one leading `@` is dropped; a name Telegram
+    /// could not issue is [`Error::Invalid`](crate::Error::Invalid)).
     pub username: Option<String>,
-    /// Additional (e.g. collectible) usernames, without `@`.
+    /// Additional (e.g. collectible) usernames, checked like
+    /// [`username`](Peer::username).
     pub usernames: Vec<String>,
     /// First name (users) or title (chats, channels).
     pub first_name: Option<String>,
     /// Last name (users only).
     pub last_name: Option<String>,
-    /// Phone number, digits only, if visible.
+    /// Phone number, if visible. Saving stores [`normalize_phone`]'s digits
+    /// (a phone it refuses is [`Error::Invalid`](crate::Error::Invalid)).
     pub phone: Option<String>,
     /// True for bots.
     pub is_bot: bool,
@@ -307,24 +475,89 @@ impl Peer {
             updated_at: 0,
         }
     }
-    /// A user from its bare id and access hash.
+    /// A user from its bare id (`1..=2^40-1`, equal to its Bot API id)
+    /// and access hash.
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `user_id` is out of range (`Peer::user(-5, h)`
+    /// panics rather than becoming chat 5); the message names the value
+    /// and [`Peer::from_bot_api`], the constructor for Bot API ids.
+    #[track_caller]
     pub fn user(user_id: i64, access_hash: i64) -> Self {
+        let Some(id) = PeerId::try_user(user_id) else {
+            bad_peer("user", user_id, USER_RULE)
+        };
         Peer {
             access_hash: Some(access_hash),
-            ..Peer::new(PeerId::user(user_id))
+            ..Peer::new(id)
         }
     }
-    /// A basic chat from its bare id (basic chats have no access hash).
+    /// A basic chat from its bare id (`1..=999_999_999_999`; basic chats
+    /// have no access hash).
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `chat_id` is out of range (`Peer::chat(-100)`, a
+    /// Bot API id, panics rather than becoming user 100); the message names
+    /// the value and [`Peer::from_bot_api`].
+    #[track_caller]
     pub fn chat(chat_id: i64) -> Self {
-        Peer::new(PeerId::chat(chat_id))
+        let Some(id) = PeerId::try_chat(chat_id) else {
+            bad_peer("chat", chat_id, CHAT_RULE)
+        };
+        Peer::new(id)
     }
-    /// A channel from its bare id, access hash and flavour.
+    /// A channel from its bare id (`1..=997_852_516_352`), access hash and
+    /// flavour.
+    ///
+    /// # Panics
+    ///
+    /// In every build, if `channel_id` is out of range
+    /// (`Peer::channel(-1001234567890, ..)`, a Bot API id, panics rather
+    /// than becoming user 1234567890); the message names the value and
+    /// [`Peer::from_bot_api`].
+    #[track_caller]
     pub fn channel(channel_id: i64, access_hash: i64, kind: ChannelKind) -> Self {
+        let Some(id) = PeerId::try_channel(channel_id) else {
+            bad_peer("channel", channel_id, CHANNEL_RULE)
+        };
         Peer {
             access_hash: Some(access_hash),
             channel_kind: Some(kind),
-            ..Peer::new(PeerId::channel(channel_id))
+            ..Peer::new(id)
         }
+    }
+    /// A peer from a Bot API id (users `1..=2^40-1`, basic chats
+    /// `-999_999_999_999..=-1`, channels
+    /// `-1_997_852_516_352..=-1_000_000_000_001`; see [`PeerId`]) and its
+    /// access hash, if known. The kind comes from the id; a channel's
+    /// [`channel_kind`](Peer::channel_kind) is left unknown (`None`).
+    ///
+    /// Returns [`Error::Invalid`](crate::Error::Invalid) naming the value
+    /// for any other id (0, secret chats, monoforums, overflow).
+    ///
+    /// ```
+    /// use peerlog::{Peer, PeerId, PeerKind};
+    /// let c = Peer::from_bot_api(-1001234567890, Some(77))?;
+    /// assert_eq!(c.id, PeerId::channel(1234567890));
+    /// assert_eq!(c.id.kind(), PeerKind::Channel);
+    /// assert_eq!(Peer::from_bot_api(-100, None)?.id, PeerId::chat(100));
+    /// assert!(Peer::from_bot_api(0, None).is_err());
+    /// # Ok::<(), peerlog::Error>(())
+    /// ```
+    pub fn from_bot_api(id: i64, access_hash: Option<i64>) -> crate::Result<Self> {
+        let Some(id) = PeerId::from_bot_api(id) else {
+            return Err(crate::Error::Invalid(format!(
+                "Peer::from_bot_api({id}): not the Bot API id of a user (1..=1099511627775), \
+                 a basic chat (-999999999999..=-1) or a channel \
+                 (-1997852516352..=-1000000000001)"
+            )));
+        };
+        Ok(Peer {
+            access_hash,
+            ..Peer::new(id)
+        })
     }
     /// Sets the primary username.
     pub fn with_username(mut self, username: impl Into<String>) -> Self {
@@ -529,7 +762,10 @@ impl UpdateState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ChannelState {
-    /// The bare channel id.
+    /// The bare channel id, as in MTProto's `channel_id` and
+    /// [`PeerId::bare_id`]: `1..=997_852_516_352`, or a monoforum's
+    /// `1_002_147_483_649..=3_000_000_000_000`. Never the Bot API id
+    /// (`-100…`): saving one is [`Error::Invalid`](crate::Error::Invalid).
     pub channel_id: i64,
     /// The channel's pts.
     pub pts: i32,
@@ -554,6 +790,47 @@ impl ChannelState {
         r.finish()?;
         Ok(v)
     }
+}
+
+/// Bare ids of monoforums (channels' direct-message peers), which
+/// [`PeerId`] cannot hold but whose pts a client keeps.
+const MONOFORUM_IDS: std::ops::RangeInclusive<i64> = 1_002_147_483_649..=3_000_000_000_000;
+
+/// Checks a channel id given to the channel-pts API: a bare channel (or
+/// monoforum) id, never a Bot API one.
+pub(crate) fn check_channel_id(channel_id: i64) -> crate::Result<()> {
+    if (1..=MAX_CHANNEL_ID).contains(&channel_id) || MONOFORUM_IDS.contains(&channel_id) {
+        return Ok(());
+    }
+    let hint = match (-CHANNEL_OFFSET).checked_sub(channel_id) {
+        Some(bare) if (1..=MAX_CHANNEL_ID).contains(&bare) || MONOFORUM_IDS.contains(&bare) => {
+            format!(
+                " ({channel_id} is the Bot API id of channel {bare}: pass {bare}, PeerId::bare_id)"
+            )
+        }
+        _ => String::new(),
+    };
+    Err(crate::Error::Invalid(format!(
+        "channel id {channel_id}: channel pts take the bare channel id, \
+         1..=997852516352 (or a monoforum's 1002147483649..=3000000000000){hint}"
+    )))
+}
+
+/// Checks the ids of a conversation key: `chat_id` a Bot API id,
+/// `user_id` a user id.
+pub(crate) fn check_conversation_ids(chat_id: i64, user_id: i64) -> crate::Result<()> {
+    if PeerId::from_bot_api(chat_id).is_none() {
+        return Err(crate::Error::Invalid(format!(
+            "conversation chat_id {chat_id}: not a Bot API id (a user 1..=1099511627775, \
+             a basic chat -999999999999..=-1, a channel -1997852516352..=-1000000000001)"
+        )));
+    }
+    if PeerId::try_user(user_id).is_none() {
+        return Err(crate::Error::Invalid(format!(
+            "conversation user_id {user_id}: not a user id (1..=1099511627775)"
+        )));
+    }
+    Ok(())
 }
 
 /// An update queued for at-least-once processing.
@@ -628,9 +905,15 @@ impl DurableUpdate {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Conversation {
-    /// The chat (Bot API id).
+    /// The chat, as a Bot API id ([`PeerId::bot_api`]): the user's id for
+    /// a private chat, `-999_999_999_999..=-1` for a basic chat,
+    /// `-1_997_852_516_352..=-1_000_000_000_001` for a channel or
+    /// supergroup. Anything else (0, ...) is
+    /// [`Error::Invalid`](crate::Error::Invalid) on save and lookup.
     pub chat_id: i64,
-    /// The user (bare id).
+    /// The user's id, `1..=2^40-1` (bare and Bot API ids of users are the
+    /// same). Anything else is [`Error::Invalid`](crate::Error::Invalid) on
+    /// save and lookup.
     pub user_id: i64,
     /// The conversation (flow) name.
     pub name: String,
@@ -761,6 +1044,56 @@ mod tests {
         assert_eq!(PeerId::try_from(0), Err(InvalidPeerId(0)));
         assert_eq!(MAX_CHANNEL_ID, 997_852_516_352);
         assert_eq!(MAX_USER_ID, 0xff_ffff_ffff);
+    }
+
+    #[test]
+    fn names_and_id_checks_at_their_edges() {
+        // Usernames: 4..=32, [A-Za-z0-9_], a letter first, one '@'.
+        for ok in ["abcd", "A_b1", "old__name_", "@durov", &"z".repeat(32)] {
+            assert!(normalize_username(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "abc", "@abc", "@@abcd", "1abc", "_abc", "ab-cd", "ab cd", "abcé",
+        ] {
+            assert_eq!(normalize_username(bad), None, "{bad}");
+        }
+        assert_eq!(normalize_username(&"z".repeat(33)), None);
+        // Phones: separators dropped, 5..=20 digits, nothing else.
+        assert_eq!(normalize_phone("42777").as_deref(), Some("42777"));
+        assert_eq!(normalize_phone(&"9".repeat(20)).map(|p| p.len()), Some(20));
+        for bad in [
+            "4277",
+            "",
+            "+",
+            &"9".repeat(21),
+            "+1 555 0100 ext 2",
+            "١٢٣٤٥",
+        ] {
+            assert_eq!(normalize_phone(bad), None, "{bad}");
+        }
+        // Channel pts ids: bare channels and monoforums, never Bot API ids.
+        for ok in [1, MAX_CHANNEL_ID, 1_002_147_483_649, 3_000_000_000_000] {
+            assert!(check_channel_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            0,
+            -1,
+            MAX_CHANNEL_ID + 1,
+            3_000_000_000_001,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            assert!(check_channel_id(bad).is_err(), "{bad}");
+        }
+        let Err(crate::Error::Invalid(m)) = check_channel_id(-1_001_234_567_890) else {
+            panic!("a Bot API channel id was accepted");
+        };
+        assert!(m.contains("pass 1234567890"), "{m}");
+        // Conversations: a Bot API chat id and a user id.
+        assert!(check_conversation_ids(-1_001_234_567_890, MAX_USER_ID).is_ok());
+        assert!(check_conversation_ids(0, 1).is_err());
+        assert!(check_conversation_ids(1, -1).is_err());
+        assert!(check_conversation_ids(1, MAX_USER_ID + 1).is_err());
     }
 
     #[test]

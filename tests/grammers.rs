@@ -641,7 +641,7 @@ async fn an_existing_peerlog_account_is_a_grammers_session() {
             port: 443,
         })
         .unwrap();
-    let mut me = Peer::user(99, 0x99).with_username("me");
+    let mut me = Peer::user(99, 0x99).with_username("itsme");
     me.is_self = true;
     account.save_peer(&me).unwrap();
 
@@ -677,7 +677,7 @@ async fn an_existing_peerlog_account_is_a_grammers_session() {
     .await
     .unwrap();
     let stored = account.peer(peerlog::PeerId::user(99)).unwrap().unwrap();
-    assert_eq!(stored.username.as_deref(), Some("me"));
+    assert_eq!(stored.username.as_deref(), Some("itsme"));
     assert_eq!(stored.access_hash, Some(0x100));
 }
 
@@ -721,7 +721,7 @@ async fn shared_by_tokio_tasks_as_grammers_holds_it() {
                 assert_eq!(got.auth, PeerAuth::from_hash(id * 3));
                 direct
                     .set_update_state(UpdateState::Channel {
-                        id: t,
+                        id: t + 1, // a bare channel id: 0 is refused
                         pts: i as i32,
                     })
                     .await
@@ -749,7 +749,7 @@ async fn shared_by_tokio_tasks_as_grammers_holds_it() {
     let state = concrete.updates_state().await.unwrap();
     assert_eq!(
         state.channels,
-        (0..TASKS)
+        (1..=TASKS)
             .map(|id| ChannelState {
                 id,
                 pts: ROUNDS as i32 - 1

@@ -69,7 +69,7 @@ fn ten_thousand_accounts_under_a_low_fd_limit() {
 
     for i in 0..ACCOUNTS {
         let h = pool.get(&key(i)).unwrap();
-        h.save_peer(&Peer::user(i as i64 + 1, i as i64 * 7).with_username(format!("u{i}")))
+        h.save_peer(&Peer::user(i as i64 + 1, i as i64 * 7).with_username(format!("user{i}")))
             .unwrap();
         h.save_update_state(&UpdateState {
             pts: i as i32,
@@ -93,7 +93,7 @@ fn ten_thousand_accounts_under_a_low_fd_limit() {
             h.access_hash(PeerId::user(i as i64 + 1)).unwrap(),
             Some(i as i64 * 7)
         );
-        let peer = h.peer_by_username(&format!("u{i}")).unwrap().unwrap();
+        let peer = h.peer_by_username(&format!("user{i}")).unwrap().unwrap();
         assert_eq!(peer.id, PeerId::user(i as i64 + 1));
         assert_eq!(h.update_state().unwrap().unwrap().pts, i as i32);
         assert_eq!(h.peer_count().unwrap(), 1);

@@ -71,13 +71,13 @@ fn accounts_are_isolated() {
     a.save_peer(
         &Peer::user(42, 111)
             .with_username("shared")
-            .with_phone("100"),
+            .with_phone("10000"),
     )
     .unwrap();
     b.save_peer(
         &Peer::user(42, 222)
             .with_username("shared")
-            .with_phone("100"),
+            .with_phone("10000"),
     )
     .unwrap();
     b.save_peer(&Peer::user(43, 333)).unwrap();
@@ -91,11 +91,11 @@ fn accounts_are_isolated() {
     let pb = b.peer_by_username("shared").unwrap().unwrap();
     assert_eq!((pa.access_hash, pb.access_hash), (Some(111), Some(222)));
     assert_eq!(
-        a.peer_by_phone("100").unwrap().unwrap().access_hash,
+        a.peer_by_phone("10000").unwrap().unwrap().access_hash,
         Some(111)
     );
     assert_eq!(
-        b.peer_by_phone("100").unwrap().unwrap().access_hash,
+        b.peer_by_phone("10000").unwrap().unwrap().access_hash,
         Some(222)
     );
 
@@ -151,8 +151,8 @@ fn fill(s: &dyn Storage, tag: u8) {
     })
     .unwrap();
     s.save_peers(&[
-        Peer::user(1, 10 + tag as i64).with_username("one"),
-        Peer::channel(2, 20, ChannelKind::Broadcast).with_phone("555"),
+        Peer::user(1, 10 + tag as i64).with_username("oneone"),
+        Peer::channel(2, 20, ChannelKind::Broadcast).with_phone("55555"),
     ])
     .unwrap();
     s.save_update_state(&state(tag as i32)).unwrap();
@@ -202,8 +202,8 @@ fn remove_account_deletes_everything_and_only_that() {
         assert_eq!(b2.session().unwrap(), None);
         assert!(b2.dc_auths().unwrap().is_empty());
         assert_eq!(b2.peer_count().unwrap(), 0);
-        assert_eq!(b2.peer_by_username("one").unwrap(), None);
-        assert_eq!(b2.peer_by_phone("555").unwrap(), None);
+        assert_eq!(b2.peer_by_username("oneone").unwrap(), None);
+        assert_eq!(b2.peer_by_phone("55555").unwrap(), None);
         assert_eq!(b2.update_state().unwrap(), None);
         assert!(b2.channel_states().unwrap().is_empty());
         assert!(!b2.has_dedup_key(b"seen").unwrap());
@@ -228,7 +228,7 @@ fn write_batch_is_one_atomic_commit() {
     let store = Store::memory();
     let acct = store.account("bot").unwrap();
     let peers = [
-        Peer::user(1, 11).with_username("u1"),
+        Peer::user(1, 11).with_username("user1"),
         Peer::channel(2, 22, ChannelKind::Megagroup),
     ];
     let commits = store.stats().commits;
@@ -517,12 +517,12 @@ fn engine_records_without_tail_decode() {
             peer_id: 77,
             access_hash: Some(7),
             primary: true,
-            usernames: vec!["raw".into()],
+            usernames: vec!["rawname".into()],
             ..Default::default()
         }])
         .unwrap();
-    let p = acct.peer_by_username("raw").unwrap().unwrap();
-    assert_eq!(p, Peer::user(77, 7).with_username("raw"));
+    let p = acct.peer_by_username("rawname").unwrap().unwrap();
+    assert_eq!(p, Peer::user(77, 7).with_username("rawname"));
 }
 
 #[test]
@@ -553,10 +553,10 @@ fn resolve_username_matches_peer_by_username() {
     let acc = store.account("a").unwrap();
     let mut p = Peer::user(42, 4200);
     p.username = Some("Durov".into());
-    p.usernames = vec!["tg".into()];
+    p.usernames = vec!["tg_alias".into()];
     acc.save_peer(&p).unwrap();
     for round in 0..2 {
-        for name in ["durov", "@DUROV", "tg"] {
+        for name in ["durov", "@DUROV", "tg_alias"] {
             assert_eq!(
                 acc.resolve_username(name).unwrap(),
                 Some((PeerId::user(42), Some(4200))),
@@ -568,10 +568,10 @@ fn resolve_username_matches_peer_by_username() {
     }
     // Moved to another peer: resolves to the new one only.
     let mut q = Peer::user(43, 4300);
-    q.username = Some("tg".into());
+    q.username = Some("tg_alias".into());
     acc.save_peer(&q).unwrap();
     assert_eq!(
-        acc.resolve_username("tg").unwrap(),
+        acc.resolve_username("tg_alias").unwrap(),
         Some((PeerId::user(43), Some(4300)))
     );
     let m = peerlog::MemoryStorage::new();

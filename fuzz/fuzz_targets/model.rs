@@ -30,8 +30,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 const ACCOUNTS: [&str; 2] = ["a", "b"];
-const USERNAMES: [&str; 7] = ["alice", "@Alice", "BOB", "bob", "@", "", "carol_x"];
-const PHONES: [&str; 5] = ["+1 555 0100", "15550100", "", "n/a", "44 20 7946"];
+// Saved names are valid (an invalid one fails the save: tests/ids_names.rs);
+// lookups also try the `NOT_*` ones, which find nothing.
+const USERNAMES: [&str; 7] = [
+    "alice", "@Alice", "BOBBY", "bobby", "@bobby", "carol_x", "Carol_X",
+];
+const PHONES: [&str; 5] = [
+    "+1 555 0100",
+    "15550100",
+    "+1 (555) 01-00",
+    "44 20 7946",
+    "442079460",
+];
+const NOT_USERNAMES: [&str; 4] = ["@", "", "bob", "@@alice"];
+const NOT_PHONES: [&str; 3] = ["", "n/a", "0100"];
 const FIRST: [&str; 3] = ["Ann", "Bo", "Ünïcode"];
 const META_KEYS: [&str; 3] = ["lang", "theme", "x"];
 const CHATS: [i64; 3] = [-100, 5, 7];
@@ -246,13 +258,12 @@ enum Ret {
     Many(Vec<Ret>),
 }
 
-fn clean_username(u: &str) -> &str {
-    u.strip_prefix('@').unwrap_or(u)
+fn clean_username(u: &str) -> Option<&str> {
+    peerlog::normalize_username(u)
 }
 
 fn clean_phone(p: &str) -> Option<String> {
-    let d: String = p.chars().filter(char::is_ascii_digit).collect();
-    (!d.is_empty()).then_some(d)
+    peerlog::normalize_phone(p)
 }
 
 /// A peer as the store hands it back (see `Storage`'s normalization).
@@ -261,12 +272,11 @@ fn normalized(p: &Peer) -> Peer {
     n.username = p
         .username
         .as_deref()
-        .map(clean_username)
-        .filter(|u| !u.is_empty())
+        .and_then(clean_username)
         .map(str::to_owned);
     let mut all: Vec<String> = n.username.iter().cloned().collect();
-    for u in p.usernames.iter().map(|u| clean_username(u)) {
-        if !u.is_empty() && !all.iter().any(|x| x.eq_ignore_ascii_case(u)) {
+    for u in p.usernames.iter().filter_map(|u| clean_username(u)) {
+        if !all.iter().any(|x| x.eq_ignore_ascii_case(u)) {
             all.push(u.to_owned());
         }
     }
@@ -321,10 +331,7 @@ impl Acct {
     }
 
     fn by_username(&self, q: &str) -> Option<&Peer> {
-        let name = clean_username(q);
-        if name.is_empty() {
-            return None;
-        }
+        let name = clean_username(q)?;
         let mut hits = self.peers.values().filter(|p| holds(p, name));
         let hit = hits.next();
         assert!(hits.next().is_none(), "model: a username has two owners");
@@ -760,14 +767,14 @@ impl Sut {
                     );
                 }
             }
-            for u in USERNAMES {
+            for u in USERNAMES.into_iter().chain(NOT_USERNAMES) {
                 same!(
                     format!("{i} username {u:?}"),
                     a.peer_by_username(u),
                     ma.by_username(u).cloned()
                 );
             }
-            for p in PHONES {
+            for p in PHONES.into_iter().chain(NOT_PHONES) {
                 same!(
                     format!("{i} phone {p:?}"),
                     a.peer_by_phone(p),
