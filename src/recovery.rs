@@ -67,6 +67,18 @@ pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<File> {
     Ok(file)
 }
 
+/// A warning when group or others may read the file: it holds auth keys.
+pub(crate) fn mode_warning(file: &File, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file.metadata().ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} has mode {mode:03o}: group or others may read it, and it holds auth keys; chmod 600 it",
+            path.display()
+        )
+    })
+}
+
 fn write_owner(file: &dyn RawFile) {
     let pid = std::process::id();
     let mut b = [0u8; 8];
