@@ -5,12 +5,13 @@
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::format::commit;
-use crate::format::frame::{self, FrameError};
+use crate::format::frame;
 use crate::format::index;
 use crate::format::segment;
 use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
 use crate::io::RawFile;
+use crate::logscan::{LogReader, later_commit_proving};
 use crate::mmap::Region;
 use crate::state::{PeerGen, State, Tracking};
 use crate::store::{BUCKET_NAMES, Options, PEERS, Writer, WriterStats};
@@ -284,16 +285,14 @@ pub(crate) fn load(
     let mut state = State::new(Arc::new(table));
     state.maps = maps;
 
-    // Replay the log. It is mapped rather than read: an open scans all of
-    // it (the zero check below), and faulting in a mapping of cached pages
-    // is cheaper than a fresh buffer plus a copy. The mapping is dropped
-    // before anything writes to the log.
-    let log = map_or_read(file, sb.log.offset, sb.log.len, "reading the log")?;
-    log.advise_sequential();
+    // Replay the log. It is read with pread through a small window, not
+    // mapped: a new log region is a hole, and faulting a hole in on a full
+    // tmpfs kills the process with SIGBUS (see `logscan`).
+    let mut log = LogReader::new(file, sb.log.offset, sb.log.len)?;
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
     state.replaying(true);
-    while let Ok(f) = frame::decode(&log[pos..]) {
+    while let Some(f) = log.frame(pos)? {
         if f.kind != frame::KIND_COMMIT || commit::peek(f.payload).map(|(s, _)| s) != Ok(seq) {
             break;
         }
@@ -303,13 +302,14 @@ pub(crate) fn load(
                 format!("commit {seq} has a valid checksum but {e}"),
             )
         })?;
+        let n = f.len();
         for op in c.ops {
             state.apply(op, &mut track).map_err(|e| match e {
                 Error::Invalid(what) => Error::corrupt(sb.log.offset + pos as u64, what),
                 other => other,
             })?;
         }
-        pos += f.len();
+        pos += n;
         seq += 1;
     }
     state.replaying(false);
@@ -320,12 +320,12 @@ pub(crate) fn load(
             "damaged record in the synced part of the log",
         ));
     }
-    let rest = &log[pos..];
-    let garbage_end = nonzero_end(rest);
+    let garbage_end = log.nonzero_end(pos)?;
     if garbage_end > 0 {
         // Damage: a torn tail, unless a later commit proves that the
         // missing one had been synced.
-        if let Some(later) = later_commit_proving(rest, seq) {
+        let rest = log.bytes(pos, garbage_end)?;
+        if let Some(later) = later_commit_proving(&rest, seq) {
             return Err(Error::corrupt(
                 sb.log.offset + pos as u64,
                 format!(
@@ -384,43 +384,6 @@ pub(crate) fn load(
         write_owner(file);
     }
     Ok((state, writer))
-}
-
-/// One past the last non-zero byte (0 if all zero), a word at a time: this
-/// runs over the whole unused log on every open.
-fn nonzero_end(b: &[u8]) -> usize {
-    let words = b.len() / 16;
-    let mut end = b.len();
-    while end > words * 16 {
-        if b[end - 1] != 0 {
-            return end;
-        }
-        end -= 1;
-    }
-    let mut w = words;
-    while w > 0 {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&b[(w - 1) * 16..w * 16]);
-        if u128::from_le_bytes(a) != 0 {
-            let chunk = &b[(w - 1) * 16..w * 16];
-            return (w - 1) * 16 + chunk.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
-        }
-        w -= 1;
-    }
-    0
-}
-
-/// A valid commit after `rest[0]` whose seq is not older than the missing
-/// one and whose writer had synced through it.
-fn later_commit_proving(rest: &[u8], missing: u64) -> Option<u64> {
-    (1..rest.len().saturating_sub(frame::HEADER_LEN)).find_map(|i| {
-        let f = match frame::decode(&rest[i..]) {
-            Ok(f) => f,
-            Err(FrameError::BadHeader | FrameError::Short | FrameError::BadCrc) => return None,
-        };
-        let (seq, synced) = commit::peek(f.payload).ok()?;
-        (f.kind == frame::KIND_COMMIT && seq > missing && synced >= missing).then_some(seq)
-    })
 }
 
 fn map_or_read(file: &dyn RawFile, offset: u64, len: u64, what: &'static str) -> Result<Region> {

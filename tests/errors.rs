@@ -201,3 +201,82 @@ fn stats_does_not_wait_for_a_slow_fsync() {
     // The numbers catch up once the writer lets go.
     assert!(store.stats().syncs >= 1);
 }
+
+/// Standard CRC-32, masked as FORMAT.md says (tests only; small and slow).
+fn masked_crc(b: &[u8]) -> u32 {
+    peerlog::format::masked_crc(b)
+}
+
+/// A log region filled with crafted frame headers that pass every check
+/// but their CRC, each announcing a frame that runs to near the end of
+/// the region: open (which looks for a later commit proving the damaged
+/// one was synced) and `verify_file` take linear time, not quadratic.
+#[test]
+fn a_log_of_crafted_headers_opens_in_linear_time() {
+    use peerlog::format::frame::{KIND_COMMIT, encode};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.peerlog");
+    let log_size = 8u64 << 20;
+    let opts = Options {
+        durability: peerlog::Durability::Immediate,
+        log_size,
+        ..Options::default()
+    };
+    let store = Store::open_with(&path, opts.clone()).unwrap();
+    let bot = store.account("bot").unwrap();
+    bot.save_peer(&Peer::user(1, 11)).unwrap();
+    let stats = store.stats();
+    let (log_start, log_used, log_cap) = (
+        stats.file_size - stats.log_capacity, // the log is the last region
+        stats.log_used,
+        stats.log_capacity,
+    );
+    assert_eq!(log_cap, log_size);
+    let next_seq = stats.commits + 1; // one commit per transaction above, from seq 1
+    drop((bot, store));
+    // From the end of the last commit, a 32-byte crafted frame start
+    // (header, seq, synced_through) every 32 bytes.
+    let mut img = std::fs::read(&path).unwrap();
+    let from = (log_start + log_used) as usize;
+    let end = (log_start + log_cap) as usize;
+    let mut at = from;
+    let mut headers = 0;
+    while at + 64 < end {
+        let len = end - at - 16;
+        let mut payload = vec![0u8; 16];
+        payload[..8].copy_from_slice(&(next_seq + 1).to_le_bytes());
+        payload[8..].copy_from_slice(&next_seq.to_le_bytes());
+        let mut f = Vec::new();
+        encode(KIND_COMMIT, &payload, &mut f);
+        f[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        // The length check of the forged length (low 16 bits of its CRC).
+        let check = masked_crc(&(len as u32).to_le_bytes()) as u16;
+        f[4..6].copy_from_slice(&check.to_le_bytes());
+        img[at..at + 24].copy_from_slice(&f[..24]);
+        img[at + 24..at + 32].fill(0x55);
+        at += 32;
+        headers += 1;
+    }
+    std::fs::write(&path, &img).unwrap();
+    let t = Instant::now();
+    let report = peerlog::verify_file(&path).unwrap();
+    let verify_time = t.elapsed();
+    assert!(!report.is_ok(), "the crafted tail is reported");
+    let t = Instant::now();
+    let store = Store::open_with(&path, opts).unwrap();
+    let open_time = t.elapsed();
+    println!(
+        "{headers} crafted headers in an 8 MiB log: verify_file {verify_time:?}, open {open_time:?}"
+    );
+    assert!(store.stats().recovered_bytes > 0);
+    let bot = store.account("bot").unwrap();
+    assert_eq!(bot.access_hash(PeerId::user(1)).unwrap(), Some(11));
+    assert!(
+        open_time < Duration::from_secs(2),
+        "open took {open_time:?}"
+    );
+    assert!(
+        verify_time < Duration::from_secs(2),
+        "verify took {verify_time:?}"
+    );
+}
