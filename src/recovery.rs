@@ -23,16 +23,89 @@ use std::time::Instant;
 
 const OWNER_MAGIC: u32 = 0x504c_4f47;
 
+/// What to do about a truncated store.
+const RESTORE: &str = "restore it from a backup (a copy of the file taken while no process had it open), or copy it again from where it came from";
+
+/// The files this process holds open as stores, by (device, inode), so
+/// that [`Error::Locked`] can say when the holder is this process. A
+/// multiset: read-only handles may share a file.
+static OPEN_FILES: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// A store file's entry in [`OPEN_FILES`], removed when dropped (with the
+/// file: [`crate::io::FileBackend`] keeps it).
+#[derive(Debug)]
+pub(crate) struct OpenMark((u64, u64));
+
+impl OpenMark {
+    fn new(file: &File) -> Option<OpenMark> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        let id = (m.dev(), m.ino());
+        OPEN_FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+        Some(OpenMark(id))
+    }
+}
+
+impl Drop for OpenMark {
+    fn drop(&mut self) {
+        let mut open = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = open.iter().position(|&id| id == self.0) {
+            open.swap_remove(i);
+        }
+    }
+}
+
+fn open_in_this_process(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = file.metadata() else {
+        return false;
+    };
+    OPEN_FILES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&(m.dev(), m.ino()))
+}
+
+/// True unless `pid` is known to be gone (`/proc` on Linux; elsewhere the
+/// record is believed).
+fn alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
 /// Opens the file and takes the lock (exclusive, or shared when read-only).
-pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<File> {
+/// I/O errors name `path`.
+pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<(File, Option<OpenMark>)> {
     let existed = path.exists();
+    let context = if opts.read_only {
+        crate::error::OPENING_RO
+    } else if opts.create && !existed {
+        crate::error::CREATING
+    } else {
+        crate::error::OPENING_RW
+    };
     let file = OpenOptions::new()
         .read(true)
         .write(!opts.read_only)
         .create(opts.create && !opts.read_only)
         .mode(0o600)
         .open(path)
-        .map_err(Error::io("opening the store file"))?;
+        .map_err(Error::io_at(context, path))?;
+    let meta = file.metadata().map_err(Error::io_at(context, path))?;
+    if !meta.is_file() {
+        let e = if meta.is_dir() {
+            std::io::Error::from(std::io::ErrorKind::IsADirectory)
+        } else {
+            std::io::Error::other("not a regular file")
+        };
+        return Err(Error::io_at(context, path)(e));
+    }
     let locked = if opts.read_only {
         file.try_lock_shared()
     } else {
@@ -40,20 +113,12 @@ pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<File> {
     };
     match locked {
         Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut b = [0u8; 8];
-            let pid = file.read_exact_at(&mut b, OWNER_OFFSET).ok().and_then(|_| {
-                let pid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-                (check == pid ^ OWNER_MAGIC && pid != 0).then_some(pid)
-            });
-            return Err(Error::Locked {
-                path: path.to_path_buf(),
-                pid,
-            });
+        Err(TryLockError::WouldBlock) => return Err(locked_error(&file, path, opts)),
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::io_at("locking the store file", path)(e));
         }
-        Err(TryLockError::Error(e)) => return Err(Error::io("locking the store file")(e)),
     }
+    let mark = OpenMark::new(&file);
     if !existed && let Some(dir) = path.parent() {
         // Make the new directory entry durable too.
         let dir = if dir.as_os_str().is_empty() {
@@ -65,7 +130,40 @@ pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<File> {
             let _ = d.sync_all();
         }
     }
-    Ok(file)
+    Ok((file, mark))
+}
+
+/// What is true about the holder of a lock we could not take: this
+/// process or another; a read-only (shared) holder or a writable one; and
+/// the writable holder's pid, from the owner record, if that process lives.
+fn locked_error(file: &File, path: &Path, opts: &Options) -> Error {
+    let same_process = open_in_this_process(file);
+    // A writable open failed: if a shared lock can be had, every holder
+    // is read-only (it cannot have written the owner record). A read-only
+    // open failed: the holder is exclusive, a writable handle.
+    let read_only_holder = !opts.read_only && file.try_lock_shared().is_ok();
+    let _ = file.unlock();
+    let mut pid = None;
+    if !read_only_holder {
+        let mut b = [0u8; 8];
+        pid = file.read_exact_at(&mut b, OWNER_OFFSET).ok().and_then(|_| {
+            let pid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            (check == pid ^ OWNER_MAGIC && pid != 0).then_some(pid)
+        });
+        // The record of a writer that is gone (its lock went with it, so
+        // the holder is someone else) names nobody.
+        pid = pid.filter(|&p| alive(p));
+        if same_process {
+            pid = pid.filter(|&p| p == std::process::id());
+        }
+    }
+    Error::Locked {
+        path: path.to_path_buf(),
+        pid,
+        same_process,
+        read_only_holder,
+    }
 }
 
 /// A warning when group or others may read the file: it holds auth keys.
@@ -217,6 +315,23 @@ pub(crate) fn load(
         init(file, opts)?;
         len = file.len().map_err(Error::io("reading the file length"))?;
     }
+    if len < superblock::SIZE as u64 {
+        // Too short for a superblock: a prefix of a store (which starts
+        // with the magic) is a truncated store, not a foreign file.
+        let mut head = vec![0u8; len as usize];
+        file.read_at(&mut head, 0)
+            .map_err(Error::io("reading the superblock"))?;
+        let n = head.len().min(superblock::MAGIC.len());
+        if n > 0 && head[..n] == superblock::MAGIC[..n] {
+            return Err(Error::corrupt(
+                len,
+                format!(
+                    "file is {len} bytes: it starts like a peerlog store but is shorter than one superblock ({} bytes), so it was truncated (a partial copy?); {RESTORE}",
+                    superblock::SIZE
+                ),
+            ));
+        }
+    }
     let sb = match pick_superblock(file, len, path) {
         Ok(sb) => sb,
         Err(Error::NotPeerlog { .. } | Error::Corrupt { .. })
@@ -236,8 +351,9 @@ pub(crate) fn load(
         return Err(Error::corrupt(
             len,
             format!(
-                "file is {len} bytes but its superblock needs {}: truncated",
-                sb.file_len
+                "file is {len} bytes but its superblock needs {}: {} bytes missing, the file was cut short (a partial copy, or a copy to a full disk?); {RESTORE}",
+                sb.file_len,
+                sb.file_len - len
             ),
         ));
     }

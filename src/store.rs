@@ -412,7 +412,11 @@ impl Writer {
     /// Records the first failure: every later write sees it.
     fn poison(&mut self, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + '_ {
         move |e| {
-            let e = Error::Io { context, source: e };
+            let e = Error::Io {
+                context,
+                path: None,
+                source: e,
+            };
             self.poison_with(&e);
             e
         }
@@ -420,7 +424,9 @@ impl Writer {
 
     /// [`Writer::poison`] for an error made elsewhere (an I/O one).
     fn poison_with(&mut self, e: &Error) {
-        if let Error::Io { context, source } = e
+        if let Error::Io {
+            context, source, ..
+        } = e
             && self.poisoned.is_none()
         {
             self.poisoned = Some(format!("{context}: {source}"));
@@ -519,10 +525,10 @@ impl Store {
     /// [`Error::Locked`]. New files are created with mode 0600.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let file = crate::recovery::open_locked(&path, &opts)?;
+        let (file, mark) = crate::recovery::open_locked(&path, &opts)?;
         let mode_warning = crate::recovery::mode_warning(&file, &path);
         Self::open_inner(
-            Arc::new(FileBackend::new(file)),
+            Arc::new(FileBackend::with_mark(file, mark)),
             opts,
             Some(path),
             mode_warning,
@@ -550,7 +556,11 @@ impl Store {
         path: Option<PathBuf>,
         mode_warning: Option<String>,
     ) -> Result<Store> {
-        let (state, writer) = crate::recovery::load(&*file, &opts, path.as_deref())?;
+        let (state, writer) =
+            crate::recovery::load(&*file, &opts, path.as_deref()).map_err(|e| match &path {
+                Some(p) => e.at_path(p),
+                None => e,
+            })?;
         let heal = writer.index_unsaved && !opts.read_only;
         let mut view = WriterView::default();
         view.update(&writer);

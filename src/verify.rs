@@ -354,10 +354,10 @@ pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifyReport> {
         ..Options::default()
     };
     let path = path.as_ref();
-    let file = crate::recovery::open_locked(path, &opts)?;
+    let (file, mark) = crate::recovery::open_locked(path, &opts)?;
     let mut r = VerifyReport::default();
     r.warnings
         .extend(crate::recovery::mode_warning(&file, path));
-    check_file(&FileBackend::new(file), Some(path), &mut r);
+    check_file(&FileBackend::with_mark(file, mark), Some(path), &mut r);
     Ok(r)
 }

@@ -280,3 +280,300 @@ fn a_log_of_crafted_headers_opens_in_linear_time() {
         "verify took {verify_time:?}"
     );
 }
+
+/// Writes an owner record (FORMAT.md) naming `pid`.
+fn forge_owner(path: &std::path::Path, pid: u32) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&pid.to_le_bytes());
+    b[4..].copy_from_slice(&(pid ^ 0x504C_4F47).to_le_bytes());
+    f.write_all_at(&b, 1024).unwrap();
+}
+
+/// The pid of a process that has exited.
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// `Locked` says what is true: a read-only holder (which writes no owner
+/// record) instead of the pid of a long-dead writer; "this process" when
+/// the holder is a handle of this process; the pid of a live writer.
+#[test]
+fn locked_names_the_real_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.peerlog");
+    Store::open(&path).unwrap().close().unwrap();
+    let gone = dead_pid();
+    forge_owner(&path, gone);
+
+    // A read-only handle of this process.
+    let ro = Store::open_with(
+        &path,
+        Options {
+            read_only: true,
+            create: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let e = Store::open(&path).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            Error::Locked {
+                pid: None,
+                same_process: true,
+                read_only_holder: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("already open in this process") && msg.contains("read-only"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&gone.to_string()), "{msg}");
+    drop(ro);
+
+    // A writable handle of this process.
+    let rw = Store::open(&path).unwrap();
+    let e = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Locked {
+                same_process: true,
+                read_only_holder: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    drop(rw);
+    forge_owner(&path, gone);
+
+    // Another process: `flock(1)` holding a shared, then an exclusive lock
+    // (`-o`: the lock is not passed on to `sleep`, so killing flock frees it).
+    let hold = |mode: &str| {
+        let c = std::process::Command::new("flock")
+            .args(["-o", mode, path.to_str().unwrap(), "sleep", "30"])
+            .spawn();
+        let Ok(mut c) = c else {
+            println!("skipped: no flock(1) to hold the lock from another process");
+            return None;
+        };
+        // Wait until it holds the lock.
+        for _ in 0..200 {
+            // (Probed without peerlog: a successful open would write the
+            // owner record.)
+            let probe = std::fs::File::open(&path).unwrap();
+            if probe.try_lock().is_err() {
+                return Some(c);
+            }
+            drop(probe);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        panic!("flock {mode} never took the lock");
+    };
+    if let Some(mut c) = hold("-s") {
+        let e = Store::open(&path).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(
+                e,
+                Error::Locked {
+                    pid: None,
+                    same_process: false,
+                    read_only_holder: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            msg.contains("read-only") && msg.contains("pid unknown"),
+            "{msg}"
+        );
+        // Read-only opens share the lock.
+        assert!(peerlog::verify_file(&path).unwrap().is_ok());
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    if let Some(mut c) = hold("-x") {
+        // The record names a dead process: no pid.
+        let e = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Locked {
+                    pid: None,
+                    same_process: false,
+                    read_only_holder: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // It names the live holder: its pid.
+        forge_owner(&path, c.id());
+        let e = peerlog::verify_file(&path).unwrap_err();
+        assert!(
+            matches!(e, Error::Locked { pid: Some(p), .. } if p == c.id()),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(&c.id().to_string()), "{e}");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    Store::open(&path).unwrap();
+}
+
+/// Every I/O error at open names the file, and says what to do where the
+/// cause is a common one.
+#[test]
+fn open_errors_name_the_file_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory.
+    let e = Store::open(dir.path()).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Io { path: Some(_), .. }), "{e:?}");
+    assert!(
+        msg.contains(&dir.path().display().to_string()) && msg.contains("directory"),
+        "{msg}"
+    );
+    let e = peerlog::verify_file(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("directory"), "{e}");
+    // A missing parent directory.
+    let missing = dir.path().join("no/such/dir/bot.peerlog");
+    let e = Store::open(&missing).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, Error::Io { source, path: Some(p), .. } if source.kind() == std::io::ErrorKind::NotFound && *p == missing),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("bot.peerlog") && msg.contains("does not exist"),
+        "{msg}"
+    );
+    // No such file, without `create`.
+    let absent = dir.path().join("absent.peerlog");
+    let e = Store::open_with(
+        &absent,
+        Options {
+            create: false,
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("absent.peerlog"), "{e}");
+    // Permission denied on a file we may only read.
+    let ro = dir.path().join("ro.peerlog");
+    Store::open(&ro).unwrap().close().unwrap();
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    if std::fs::OpenOptions::new().write(true).open(&ro).is_ok() {
+        println!("skipped the permission check: this process may write any file (root)");
+    } else {
+        let e = Store::open(&ro).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ro.peerlog") && msg.contains("read_only: true"),
+            "{msg}"
+        );
+        let opts = Options {
+            read_only: true,
+            ..Options::default()
+        };
+        Store::open_with(&ro, opts).unwrap();
+    }
+}
+
+/// A cut-short file says by how much and what to do; a prefix shorter
+/// than a superblock is a truncated store (`Corrupt`), not a foreign file.
+#[test]
+fn truncated_files_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.peerlog");
+    let store = Store::open(&path).unwrap();
+    let bot = store.account("bot").unwrap();
+    bot.save_peers(&(1..2000).map(|i| Peer::user(i, i)).collect::<Vec<_>>())
+        .unwrap();
+    store.compact().unwrap();
+    drop((bot, store));
+    let full = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.peerlog");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let e = Store::open(&cut).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+    let missing = full.len() - full.len() / 2;
+    assert!(
+        msg.contains(&format!("{missing} bytes missing"))
+            && msg.contains("cut short")
+            && msg.contains("backup"),
+        "{msg}"
+    );
+    for n in [1usize, 7, 8, 100, 511] {
+        std::fs::write(&cut, &full[..n]).unwrap();
+        let e = Store::open(&cut).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{n} bytes: {e:?}");
+        assert!(e.to_string().contains("truncated"), "{n} bytes: {e}");
+        let r = peerlog::verify_file(&cut).unwrap();
+        assert!(r.to_string().contains("truncated"), "{r}");
+    }
+    // A foreign file: verify_file names it.
+    std::fs::write(&cut, vec![7u8; 9000]).unwrap();
+    let r = peerlog::verify_file(&cut).unwrap();
+    assert!(r.to_string().contains("cut.peerlog"), "{r}");
+}
+
+/// Session string errors convert into `Error`; `close` returns the final
+/// sync's error, which drop cannot; stats and verify count what a user
+/// counts.
+#[test]
+fn conversions_close_and_counts() {
+    fn import(s: &str) -> peerlog::Result<peerlog::Session> {
+        Ok(peerlog::Session::from_session_string(s)?)
+    }
+    let e = import("not a session").unwrap_err();
+    assert!(matches!(e, Error::SessionString(_)), "{e:?}");
+
+    let file = MemFile::new();
+    let opts = Options {
+        durability: peerlog::Durability::None,
+        ..Options::default()
+    };
+    let store = Store::open_backend(Arc::new(file.clone()), opts).unwrap();
+    let bot = store.account("bot").unwrap();
+    bot.save_peers(&[Peer::user(1, 1), Peer::user(2, 2)])
+        .unwrap();
+    bot.insert_dedup_key(b"a").unwrap();
+    bot.insert_dedup_key(b"b").unwrap();
+    bot.insert_dedup_key(b"c").unwrap();
+    bot.enqueue("q1", b"x").unwrap();
+    let s = store.stats();
+    assert_eq!((s.peers, s.dedup_keys, s.queue_items), (2, 3, 1));
+    let r = store.verify().unwrap();
+    assert_eq!((r.peers, r.dedup_keys, r.queue_items), (2, 3, 1), "{r}");
+    assert!(
+        r.to_string()
+            .contains("2 peers, 3 dedup keys, 1 queue items"),
+        "{r}"
+    );
+    bot.set_meta("k", b"v").unwrap();
+    file.fail(
+        peerlog::io::FaultOn::Sync,
+        0,
+        std::io::ErrorKind::Other,
+        false,
+    );
+    drop(bot);
+    let e = store.close().unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+}
