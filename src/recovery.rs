@@ -81,20 +81,26 @@ fn alive(pid: u32) -> bool {
 
 /// Opens the file and takes the lock (exclusive, or shared when read-only).
 /// I/O errors name `path`.
+///
+/// A missing file is created first, complete, under a temporary name
+/// ([`create_new`]), so a crash never leaves an empty or half-made file at
+/// `path`.
 pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<(File, Option<OpenMark>)> {
-    let existed = path.exists();
     let context = if opts.read_only {
         crate::error::OPENING_RO
-    } else if opts.create && !existed {
-        crate::error::CREATING
     } else {
         crate::error::OPENING_RW
     };
+    if opts.create && !opts.read_only {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new(path, opts)?,
+            Err(e) => return Err(Error::io_at(context, path)(e)),
+        }
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(!opts.read_only)
-        .create(opts.create && !opts.read_only)
-        .mode(0o600)
         .open(path)
         .map_err(Error::io_at(context, path))?;
     let meta = file.metadata().map_err(Error::io_at(context, path))?;
@@ -119,18 +125,83 @@ pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<(File, Option<O
         }
     }
     let mark = OpenMark::new(&file);
-    if !existed && let Some(dir) = path.parent() {
-        // Make the new directory entry durable too.
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
     Ok((file, mark))
+}
+
+/// Temporary names of files being created, unique in this process.
+static CREATING_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Removes a temporary file unless it was linked into place.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Creates a new store at `path` (FORMAT.md, "New files"): a complete
+/// file, mode 0600, under a temporary name `.<name>.tmp-<pid>-<n>` in the
+/// same directory; every byte of it written (so a full filesystem is an
+/// error now, not at the first commit) and synced; then hard-linked to
+/// `path`, which never replaces a file there. If another process created
+/// `path` meanwhile, that file is left alone and opened. Where hard links
+/// are unsupported it is renamed into place instead, after checking that
+/// `path` is still free. The directory is synced, so the new entry is
+/// durable; the temporary name is removed.
+fn create_new(path: &Path, opts: &Options) -> Result<()> {
+    let fail = |e| Error::io_at(crate::error::CREATING, path)(e);
+    let (Some(name), dir) = (path.file_name(), path.parent()) else {
+        return Err(fail(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
+    };
+    let dir = match dir {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let n = CREATING_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{n}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    let temp = TempFile(tmp);
+    // Every byte `init` sizes, written: holes would only fail later.
+    let len = DATA_START + crate::format::page_round(opts.log_size.max(PAGE));
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut at = 0;
+    while at < len {
+        let n = zeros.len().min((len - at) as usize);
+        file.write_all_at(&zeros[..n], at).map_err(fail)?;
+        at += n as u64;
+    }
+    let backend = crate::io::FileBackend::new(file);
+    init(&backend, opts).map_err(|e| e.at_path(path))?;
+    drop(backend);
+    match std::fs::hard_link(&temp.0, path) {
+        Ok(()) => {}
+        // Someone else made it first: theirs is opened.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        // No hard links here (EPERM: FAT and the like).
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(1) => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Ok(());
+            }
+            std::fs::rename(&temp.0, path).map_err(fail)?;
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    drop(temp);
+    if let Ok(d) = File::open(dir) {
+        d.sync_all().map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// What is true about the holder of a lock we could not take: this
@@ -215,7 +286,9 @@ fn init(file: &dyn RawFile, opts: &Options) -> Result<()> {
 }
 
 /// True when a file without a valid superblock is what a crash during
-/// [`init`] leaves: zeros everywhere, except that a superblock slot may
+/// [`init`] leaves (in place on a backend, or at a store's path by builds
+/// before [`create_new`]; a store created by path now crashes only
+/// at its temporary name): zeros everywhere, except that a superblock slot may
 /// hold the start of a torn superblock write (beginning with the magic, or
 /// a prefix of it). Such a file holds no commit, so it is initialised
 /// again. Anything else, a foreign file in particular, is left alone.
@@ -306,6 +379,19 @@ pub(crate) fn load(
     path: Option<&Path>,
 ) -> Result<(State, Writer)> {
     let mut len = file.len().map_err(Error::io("reading the file length"))?;
+    if len == 0
+        && let Some(path) = path
+    {
+        // A store by path is created complete under another name and
+        // linked in place (`create_new`): an empty file there is not one.
+        return Err(Error::corrupt(
+            0,
+            format!(
+                "{} is empty: not a store (a 0-byte backup, or a file another program created?); remove it to create a new store",
+                path.display()
+            ),
+        ));
+    }
     if len == 0 {
         if opts.read_only || !opts.create {
             return Err(Error::NotPeerlog {

@@ -128,6 +128,9 @@ impl Default for Options {
 
 /// A handle to an open store. Cheap to clone; all clones share one file,
 /// one lock and one writer.
+///
+/// Dropping the last clone syncs what was written, but a drop cannot
+/// report a failed sync: call [`Store::close`] to get that error.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
@@ -522,7 +525,10 @@ impl Store {
     ///
     /// Takes an exclusive lock on the file for the life of the store: a
     /// second open, from this process or another, fails with
-    /// [`Error::Locked`]. New files are created with mode 0600.
+    /// [`Error::Locked`]. New files are created with mode 0600, complete,
+    /// under a temporary name linked into place (FORMAT.md, "New files"),
+    /// so a crash never leaves an empty file at `path`; an empty file
+    /// there is an error. I/O errors name `path`.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let (file, mark) = crate::recovery::open_locked(&path, &opts)?;

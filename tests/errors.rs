@@ -577,3 +577,193 @@ fn conversions_close_and_counts() {
     let e = store.close().unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e:?}");
 }
+
+/// A new store is created complete under a temporary name and linked into
+/// place: no temporary file stays behind, the store is 0600, an empty
+/// file at the path is an error (never silently a new store), and a
+/// group- or world-readable store is reported by `stats` and `verify`.
+#[test]
+fn files_are_created_whole_and_kept_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bot.peerlog");
+    // Two threads create the same store at once: one creates it, the
+    // other opens that one (or finds it locked); never an empty file.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || match Store::open(&path) {
+                Ok(s) => s.close().map(|_| true),
+                Err(Error::Locked { .. }) => Ok(false),
+                Err(e) => Err(e),
+            })
+        })
+        .collect();
+    for r in racers {
+        r.join().unwrap().unwrap();
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["bot.peerlog"], "temporary files left behind");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.stats().mode_warning, None);
+    assert!(store.verify().unwrap().warnings.is_empty());
+    drop(store);
+
+    // Readable by others: a warning, not a failure.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = Store::open(&path).unwrap();
+    let w = store.stats().mode_warning.expect("a warning");
+    assert!(w.contains("644") && w.contains("chmod 600"), "{w}");
+    let r = store.verify().unwrap();
+    assert!(r.is_ok() && r.to_string().contains("warning: "), "{r}");
+    drop(store);
+    let r = peerlog::verify_file(&path).unwrap();
+    assert!(r.is_ok() && r.warnings.len() == 1, "{r}");
+
+    // An empty file is not a store: an error that says what to do, and
+    // the file is left as it was.
+    let empty = dir.path().join("empty.peerlog");
+    std::fs::write(&empty, b"").unwrap();
+    let e = Store::open(&empty).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("empty.peerlog is empty") && msg.contains("remove it"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+
+    // What an older build's crash during creation left (the file sized
+    // with zeros, no superblock yet) is still initialised again.
+    let old = dir.path().join("old.peerlog");
+    std::fs::write(&old, vec![0u8; 8192 + 4096]).unwrap();
+    let store = Store::open(&old).unwrap();
+    store.bucket("b").unwrap().put(b"k", b"v").unwrap();
+    assert!(store.verify().unwrap().is_ok());
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// Mounts a `size` tmpfs, or `None` (with a message) where this
+    /// process may not mount (not root, or no CAP_SYS_ADMIN in a container).
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("skipped: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Tmpfs(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+
+    /// Fills the filesystem, then frees `pages` pages of it.
+    fn fill_leaving(&self, pages: u64) {
+        use std::io::Write;
+        let p = self.path().join("filler");
+        let mut f = std::fs::File::create(&p).unwrap();
+        let chunk = [0xa5u8; 4096];
+        let mut len = 0u64;
+        while f.write_all(&chunk).is_ok() {
+            len += 4096;
+        }
+        let _ = f.flush();
+        f.set_len(len.saturating_sub(pages * 4096)).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// On a nearly full tmpfs, creating a store is an I/O error naming the
+/// file and ENOSPC, and nothing is left behind; opening an existing store
+/// whose log region is a hole works: the log is read, not mapped (a page
+/// fault on a hole with no page to give was a SIGBUS that killed the
+/// process).
+#[test]
+fn a_full_tmpfs_is_an_error_not_a_crash() {
+    let Some(fs) = Tmpfs::mount("256k") else {
+        return;
+    };
+    // A store with a sparse 1 MiB log, copied onto the tmpfs with its
+    // holes kept.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.peerlog");
+    let opts = Options {
+        log_size: 1 << 20,
+        ..Options::default()
+    };
+    let store = Store::open_with(&src, opts.clone()).unwrap();
+    store
+        .account("bot")
+        .unwrap()
+        .save_peer(&Peer::user(1, 11))
+        .unwrap();
+    store.close().unwrap();
+    let sparse = fs.path().join("sparse.peerlog");
+    let cp = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&src)
+        .arg(&sparse)
+        .status();
+    let have_sparse = cp.is_ok_and(|s| s.success());
+    if !have_sparse {
+        println!("skipped the sparse copy: no cp --sparse=always");
+    }
+    fs.fill_leaving(4);
+
+    // Creating: an error, ENOSPC, naming the file; nothing left behind.
+    let path = fs.path().join("new.peerlog");
+    let e = Store::open(&path).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, Error::Io { source, path: Some(p), .. }
+            if source.kind() == std::io::ErrorKind::StorageFull && *p == path),
+        "{e:?}"
+    );
+    assert!(msg.contains("new.peerlog") && msg.contains("full"), "{msg}");
+    let left: Vec<_> = std::fs::read_dir(fs.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("new.peerlog"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Opening the store whose log is a hole: works (reads, verify); a
+    // write that finds no space is an error, never a crash.
+    if have_sparse {
+        let r = peerlog::verify_file(&sparse).unwrap();
+        assert!(r.is_ok(), "{r}");
+        let store = Store::open_with(&sparse, opts).unwrap();
+        let bot = store.account("bot").unwrap();
+        assert_eq!(bot.access_hash(PeerId::user(1)).unwrap(), Some(11));
+        let big: Vec<Peer> = (2..5000).map(|i| Peer::user(i, i)).collect();
+        match bot.save_peers(&big) {
+            Ok(()) => {}
+            Err(e) => assert!(
+                matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
+                "{e:?}"
+            ),
+        }
+        assert_eq!(bot.access_hash(PeerId::user(1)).unwrap(), Some(11));
+    }
+}
