@@ -137,6 +137,24 @@ fn nothing_called_inside_a_write_closure_hangs() {
         let e = r.as_ref().unwrap_err();
         assert!(e.contains("inside a write closure"), "{name}: {e}");
     }
+    // `Store::write` and batch closures run before the writer lock is
+    // taken: everything works inside them.
+    within(Duration::from_secs(20), "a call inside Store::write", {
+        let store = store.clone();
+        move || {
+            store
+                .write(|b| {
+                    b.put("raw", b"k2", b"v2")?;
+                    let _ = store.stats();
+                    store.sync()?;
+                    assert!(store.verify()?.is_ok());
+                    store.compact()?;
+                    store.bucket("raw")?.put(b"k3", b"v3")?;
+                    Ok(())
+                })
+                .unwrap()
+        }
+    });
     // The closure's own write committed, and the store still works.
     assert_eq!(bot.meta("k").unwrap().as_deref(), Some(&b"v"[..]));
     store.sync().unwrap();
