@@ -14,10 +14,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// An I/O call failed. The store stays readable; after a failed write or
     /// fsync every later write returns [`Error::Poisoned`] until reopen.
-    #[error("I/O error while {context}: {source}")]
+    ///
+    /// Errors while opening a store by path name the file; the message
+    /// says what to do where the cause is common (permission denied on a
+    /// file you may only read, a missing directory, a full filesystem).
+    #[error("{}", io_message(context, path.as_deref(), source))]
     Io {
         /// What peerlog was doing.
         context: &'static str,
+        /// The file, when the store was opened by path and the error came
+        /// while opening it.
+        path: Option<PathBuf>,
         /// The operating system's error.
         #[source]
         source: std::io::Error,
@@ -30,12 +37,21 @@ pub enum Error {
         first: String,
     },
     /// Another handle, in this process or another, holds the file.
-    #[error("{path} is locked by another peerlog handle{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("{}", locked_message(path, *pid, *same_process, *read_only_holder))]
     Locked {
         /// The file.
         path: PathBuf,
-        /// The holder's process id, when it could be read.
+        /// The holder's process id: from the owner record that writable
+        /// opens leave, and only while that process is alive. `None` when
+        /// the holder is a read-only handle (which cannot write the
+        /// record) or the record names a process that is gone.
         pid: Option<u32>,
+        /// The holder is a handle of this very process (another `Store`,
+        /// a `Pool`'s store, or a `verify_file` in progress).
+        same_process: bool,
+        /// The holder is a read-only handle (`verify_file`, or
+        /// `Options { read_only: true, .. }`); it may be in any process.
+        read_only_holder: bool,
     },
     /// The file does not start with peerlog's magic bytes.
     #[error("{path} is not a peerlog file")]
@@ -76,11 +92,105 @@ pub enum Error {
     /// The store was opened read-only (e.g. by `verify_file`).
     #[error("the store is read-only")]
     ReadOnly,
+    /// Every store of a [`crate::Pool`] is in use or being opened, so there
+    /// is no room for another; the pool does not wait. Drop handles, or
+    /// raise [`crate::PoolOptions::max_open`].
+    #[error("pool full: all {max_open} stores are in use or being opened (PoolOptions::max_open)")]
+    PoolFull {
+        /// The pool's limit.
+        max_open: usize,
+    },
+    /// A Telethon, Pyrogram or GramJS session string could not be imported
+    /// or exported.
+    #[error(transparent)]
+    SessionString(#[from] crate::session::SessionStringError),
+}
+
+/// Context of the open of a store file for reading and writing.
+pub(crate) const OPENING_RW: &str = "opening the store file";
+/// Context of the open of a store file for reading only.
+pub(crate) const OPENING_RO: &str = "opening the store file read-only";
+/// Context of the creation of a new store file.
+pub(crate) const CREATING: &str = "creating the store file";
+
+fn io_message(context: &str, path: Option<&std::path::Path>, source: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let hint = match (source.kind(), context) {
+        (ErrorKind::PermissionDenied, OPENING_RW) => {
+            "; to read a file you may not write, open it with Options { read_only: true, .. }"
+        }
+        (ErrorKind::PermissionDenied, CREATING) => "; you may not write to its directory",
+        (ErrorKind::NotFound, CREATING) => "; the directory it should be in does not exist",
+        (ErrorKind::NotFound, OPENING_RW | OPENING_RO) => {
+            "; there is no such file (Options::create makes a new store)"
+        }
+        (ErrorKind::IsADirectory, _) => "; that is a directory: name a file inside it",
+        (ErrorKind::StorageFull, _) => "; the filesystem is full: free space or use another one",
+        (ErrorKind::ReadOnlyFilesystem, OPENING_RW | CREATING) => {
+            "; the filesystem is read-only: open with Options { read_only: true, .. } to read"
+        }
+        _ => "",
+    };
+    match path {
+        Some(p) => format!("I/O error while {context} {}: {source}{hint}", p.display()),
+        None => format!("I/O error while {context}: {source}{hint}"),
+    }
+}
+
+fn locked_message(path: &std::path::Path, pid: Option<u32>, same: bool, read_only: bool) -> String {
+    let path = path.display();
+    let who = if read_only {
+        "a read-only handle (such as verify_file)"
+    } else {
+        "another peerlog handle"
+    };
+    if same {
+        return format!(
+            "{path} is locked: it is already open in this process, by {who}; use that handle (Store is cheap to clone), or drop it first"
+        );
+    }
+    match pid {
+        Some(pid) => format!("{path} is locked by {who} of process {pid}"),
+        None => format!("{path} is locked by {who} of another process (pid unknown)"),
+    }
 }
 
 impl Error {
     pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
-        move |source| Error::Io { context, source }
+        move |source| Error::Io {
+            context,
+            path: None,
+            source,
+        }
+    }
+
+    /// [`Error::io`] naming the file.
+    pub(crate) fn io_at(
+        context: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            context,
+            path: Some(path),
+            source,
+        }
+    }
+
+    /// Names the file in an I/O error that does not yet name one.
+    pub(crate) fn at_path(self, file: &std::path::Path) -> Error {
+        match self {
+            Error::Io {
+                context,
+                path: None,
+                source,
+            } => Error::Io {
+                context,
+                path: Some(file.to_path_buf()),
+                source,
+            },
+            other => other,
+        }
     }
     pub(crate) fn corrupt(offset: u64, what: impl Into<String>) -> Error {
         Error::Corrupt {

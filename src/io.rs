@@ -37,12 +37,20 @@ pub trait RawFile: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct FileBackend {
     file: File,
+    /// Marks the file open in this process while the backend lives.
+    _mark: Option<crate::recovery::OpenMark>,
 }
 
 impl FileBackend {
     /// Wraps an open file (read-write for a writable store).
     pub fn new(file: File) -> Self {
-        Self { file }
+        Self { file, _mark: None }
+    }
+
+    /// [`FileBackend::new`] for a file opened by path, which stays marked
+    /// open in this process while the backend lives.
+    pub(crate) fn with_mark(file: File, mark: Option<crate::recovery::OpenMark>) -> Self {
+        Self { file, _mark: mark }
     }
     /// The file.
     pub fn file(&self) -> &File {

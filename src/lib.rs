@@ -16,6 +16,7 @@ pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
 pub mod io;
+mod logscan;
 mod lookup;
 mod mmap;
 mod peers;

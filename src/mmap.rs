@@ -6,8 +6,8 @@
 //!    they were written; peerlog never writes a byte of a region
 //!    while any mapping of it exists: a region freed by a checkpoint is
 //!    reused only once every `Arc` of the generation that mapped it is gone.
-//!    Open also maps the log while scanning it and drops that mapping
-//!    before recovery or the writer touch the log.
+//!    The log is never mapped: it is read with `pread` (a new log region
+//!    is a hole, and a page fault on a hole of a full tmpfs is a SIGBUS).
 //! 2. The file is held under an exclusive `flock` for the life of the store,
 //!    so cooperating processes (peerlog) cannot write it meanwhile.
 //! 3. The file is never truncated below a mapped region (same rule as 1).
@@ -35,16 +35,6 @@ impl Deref for Region {
         match self {
             Region::Mapped(m) => m,
             Region::Heap(v) => v,
-        }
-    }
-}
-
-impl Region {
-    /// Hints that the region will be read once, front to back.
-    pub(crate) fn advise_sequential(&self) {
-        #[cfg(unix)]
-        if let Region::Mapped(m) = self {
-            let _ = m.advise(memmap2::Advice::Sequential);
         }
     }
 }

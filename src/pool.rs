@@ -18,8 +18,8 @@
 //!   [`Pool::close_all`] close explicitly. Every close syncs first.
 //! - At most [`PoolOptions::max_open`] stores are open (or opening): the
 //!   least recently used idle one is closed before a new one opens, and if
-//!   every store is in use, [`Pool::get`] fails with [`Error::Invalid`]
-//!   ("pool full") rather than wait.
+//!   every store is in use, [`Pool::get`] fails with [`Error::PoolFull`]
+//!   rather than wait.
 //!
 //! Bot tokens (`123456789:AA…`) are secrets: only the numeric bot id names
 //! the file, and no file name, error, log line or `Debug` output of this
@@ -447,9 +447,8 @@ impl Pool {
     ///   and the next call tries again.
     /// - With [`PoolOptions::max_open`] stores open, the least recently used
     ///   idle one is synced and closed first. If every one is in use (or
-    ///   being opened), this fails at once with [`Error::Invalid`]
-    ///   `"pool full: …"`, without waiting: drop handles, or raise
-    ///   `max_open`.
+    ///   being opened), this fails at once with [`Error::PoolFull`],
+    ///   without waiting: drop handles, or raise `max_open`.
     /// - A bad key is an [`Error::Invalid`] that does not quote the key.
     pub fn get<K: AsPoolKey + ?Sized>(&self, key: &K) -> Result<PoolHandle> {
         let (name, bot) = key.safe_name()?;
@@ -646,10 +645,9 @@ impl Shared {
                 self.changed.wait(&mut t);
                 continue;
             }
-            return Err(Error::Invalid(format!(
-                "pool full: all {} stores are in use or being opened (PoolOptions::max_open)",
-                self.opts.max_open
-            )));
+            return Err(Error::PoolFull {
+                max_open: self.opts.max_open,
+            });
         };
         let name: Arc<str> = name.into();
         let op = Arc::new(Opening {
@@ -865,16 +863,28 @@ impl Drop for OpenGuard<'_> {
 /// A copy of an open error for each caller that waited on the open.
 fn share(e: &Error) -> Error {
     match e {
-        Error::Io { context, source } => Error::Io {
+        Error::Io {
             context,
+            path,
+            source,
+        } => Error::Io {
+            context,
+            path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
         Error::Poisoned { first } => Error::Poisoned {
             first: first.clone(),
         },
-        Error::Locked { path, pid } => Error::Locked {
+        Error::Locked {
+            path,
+            pid,
+            same_process,
+            read_only_holder,
+        } => Error::Locked {
             path: path.clone(),
             pid: *pid,
+            same_process: *same_process,
+            read_only_holder: *read_only_holder,
         },
         Error::NotPeerlog { path } => Error::NotPeerlog { path: path.clone() },
         Error::UnsupportedVersion { found, supported } => Error::UnsupportedVersion {
@@ -892,6 +902,10 @@ fn share(e: &Error) -> Error {
         },
         Error::Invalid(s) => Error::Invalid(s.clone()),
         Error::ReadOnly => Error::ReadOnly,
+        Error::PoolFull { max_open } => Error::PoolFull {
+            max_open: *max_open,
+        },
+        Error::SessionString(e) => Error::SessionString(e.clone()),
     }
 }
 
@@ -1000,6 +1014,7 @@ mod tests {
     fn waiters_get_a_faithful_copy() {
         let e = Error::Io {
             context: "opening the store file",
+            path: Some("/x/bot.peerlog".into()),
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         };
         let c = share(&e);

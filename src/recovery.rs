@@ -5,12 +5,13 @@
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::format::commit;
-use crate::format::frame::{self, FrameError};
+use crate::format::frame;
 use crate::format::index;
 use crate::format::segment;
 use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
 use crate::io::RawFile;
+use crate::logscan::{LogReader, later_commit_proving};
 use crate::mmap::Region;
 use crate::state::{PeerGen, State, Tracking};
 use crate::store::{BUCKET_NAMES, Options, PEERS, Writer, WriterStats};
@@ -22,16 +23,95 @@ use std::time::Instant;
 
 const OWNER_MAGIC: u32 = 0x504c_4f47;
 
+/// What to do about a truncated store.
+const RESTORE: &str = "restore it from a backup (a copy of the file taken while no process had it open), or copy it again from where it came from";
+
+/// The files this process holds open as stores, by (device, inode), so
+/// that [`Error::Locked`] can say when the holder is this process. A
+/// multiset: read-only handles may share a file.
+static OPEN_FILES: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// A store file's entry in [`OPEN_FILES`], removed when dropped (with the
+/// file: [`crate::io::FileBackend`] keeps it).
+#[derive(Debug)]
+pub(crate) struct OpenMark((u64, u64));
+
+impl OpenMark {
+    fn new(file: &File) -> Option<OpenMark> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        let id = (m.dev(), m.ino());
+        OPEN_FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+        Some(OpenMark(id))
+    }
+}
+
+impl Drop for OpenMark {
+    fn drop(&mut self) {
+        let mut open = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = open.iter().position(|&id| id == self.0) {
+            open.swap_remove(i);
+        }
+    }
+}
+
+fn open_in_this_process(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = file.metadata() else {
+        return false;
+    };
+    OPEN_FILES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&(m.dev(), m.ino()))
+}
+
+/// True unless `pid` is known to be gone (`/proc` on Linux; elsewhere the
+/// record is believed).
+fn alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
 /// Opens the file and takes the lock (exclusive, or shared when read-only).
-pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<File> {
-    let existed = path.exists();
+/// I/O errors name `path`.
+///
+/// A missing file is created first, complete, under a temporary name
+/// ([`create_new`]), so a crash never leaves an empty or half-made file at
+/// `path`.
+pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<(File, Option<OpenMark>)> {
+    let context = if opts.read_only {
+        crate::error::OPENING_RO
+    } else {
+        crate::error::OPENING_RW
+    };
+    if opts.create && !opts.read_only {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new(path, opts)?,
+            Err(e) => return Err(Error::io_at(context, path)(e)),
+        }
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(!opts.read_only)
-        .create(opts.create && !opts.read_only)
-        .mode(0o600)
         .open(path)
-        .map_err(Error::io("opening the store file"))?;
+        .map_err(Error::io_at(context, path))?;
+    let meta = file.metadata().map_err(Error::io_at(context, path))?;
+    if !meta.is_file() {
+        let e = if meta.is_dir() {
+            std::io::Error::from(std::io::ErrorKind::IsADirectory)
+        } else {
+            std::io::Error::other("not a regular file")
+        };
+        return Err(Error::io_at(context, path)(e));
+    }
     let locked = if opts.read_only {
         file.try_lock_shared()
     } else {
@@ -39,32 +119,134 @@ pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<File> {
     };
     match locked {
         Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut b = [0u8; 8];
-            let pid = file.read_exact_at(&mut b, OWNER_OFFSET).ok().and_then(|_| {
-                let pid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-                (check == pid ^ OWNER_MAGIC && pid != 0).then_some(pid)
-            });
-            return Err(Error::Locked {
-                path: path.to_path_buf(),
-                pid,
-            });
-        }
-        Err(TryLockError::Error(e)) => return Err(Error::io("locking the store file")(e)),
-    }
-    if !existed && let Some(dir) = path.parent() {
-        // Make the new directory entry durable too.
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
+        Err(TryLockError::WouldBlock) => return Err(locked_error(&file, path, opts)),
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::io_at("locking the store file", path)(e));
         }
     }
-    Ok(file)
+    let mark = OpenMark::new(&file);
+    Ok((file, mark))
+}
+
+/// Temporary names of files being created, unique in this process.
+static CREATING_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Removes a temporary file unless it was linked into place.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Creates a new store at `path` (FORMAT.md, "New files"): a complete
+/// file, mode 0600, under a temporary name `.<name>.tmp-<pid>-<n>` in the
+/// same directory; every byte of it written (so a full filesystem is an
+/// error now, not at the first commit) and synced; then hard-linked to
+/// `path`, which never replaces a file there. If another process created
+/// `path` meanwhile, that file is left alone and opened. Where hard links
+/// are unsupported it is renamed into place instead, after checking that
+/// `path` is still free. The directory is synced, so the new entry is
+/// durable; the temporary name is removed.
+fn create_new(path: &Path, opts: &Options) -> Result<()> {
+    let fail = |e| Error::io_at(crate::error::CREATING, path)(e);
+    let (Some(name), dir) = (path.file_name(), path.parent()) else {
+        return Err(fail(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
+    };
+    let dir = match dir {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let n = CREATING_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{n}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    let temp = TempFile(tmp);
+    // Every byte `init` sizes, written: holes would only fail later.
+    let len = DATA_START + crate::format::page_round(opts.log_size.max(PAGE));
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut at = 0;
+    while at < len {
+        let n = zeros.len().min((len - at) as usize);
+        file.write_all_at(&zeros[..n], at).map_err(fail)?;
+        at += n as u64;
+    }
+    let backend = crate::io::FileBackend::new(file);
+    init(&backend, opts).map_err(|e| e.at_path(path))?;
+    drop(backend);
+    match std::fs::hard_link(&temp.0, path) {
+        Ok(()) => {}
+        // Someone else made it first: theirs is opened.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        // No hard links here (EPERM: FAT and the like).
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(1) => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Ok(());
+            }
+            std::fs::rename(&temp.0, path).map_err(fail)?;
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    drop(temp);
+    if let Ok(d) = File::open(dir) {
+        d.sync_all().map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// What is true about the holder of a lock we could not take: this
+/// process or another; a read-only (shared) holder or a writable one; and
+/// the writable holder's pid, from the owner record, if that process lives.
+fn locked_error(file: &File, path: &Path, opts: &Options) -> Error {
+    let same_process = open_in_this_process(file);
+    // A writable open failed: if a shared lock can be had, every holder
+    // is read-only (it cannot have written the owner record). A read-only
+    // open failed: the holder is exclusive, a writable handle.
+    let read_only_holder = !opts.read_only && file.try_lock_shared().is_ok();
+    let _ = file.unlock();
+    let mut pid = None;
+    if !read_only_holder {
+        let mut b = [0u8; 8];
+        pid = file.read_exact_at(&mut b, OWNER_OFFSET).ok().and_then(|_| {
+            let pid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            (check == pid ^ OWNER_MAGIC && pid != 0).then_some(pid)
+        });
+        // The record of a writer that is gone (its lock went with it, so
+        // the holder is someone else) names nobody.
+        pid = pid.filter(|&p| alive(p));
+        if same_process {
+            pid = pid.filter(|&p| p == std::process::id());
+        }
+    }
+    Error::Locked {
+        path: path.to_path_buf(),
+        pid,
+        same_process,
+        read_only_holder,
+    }
+}
+
+/// A warning when group or others may read the file: it holds auth keys.
+pub(crate) fn mode_warning(file: &File, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file.metadata().ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} has mode {mode:03o}: group or others may read it, and it holds auth keys; chmod 600 it",
+            path.display()
+        )
+    })
 }
 
 fn write_owner(file: &dyn RawFile) {
@@ -103,7 +285,9 @@ fn init(file: &dyn RawFile, opts: &Options) -> Result<()> {
 }
 
 /// True when a file without a valid superblock is what a crash during
-/// [`init`] leaves: zeros everywhere, except that a superblock slot may
+/// [`init`] leaves (in place on a backend, or at a store's path by builds
+/// before [`create_new`]; a store created by path now crashes only
+/// at its temporary name): zeros everywhere, except that a superblock slot may
 /// hold the start of a torn superblock write (beginning with the magic, or
 /// a prefix of it). Such a file holds no commit, so it is initialised
 /// again. Anything else, a foreign file in particular, is left alone.
@@ -261,6 +445,19 @@ pub(crate) fn load(
     path: Option<&Path>,
 ) -> Result<(State, Writer)> {
     let mut len = file.len().map_err(Error::io("reading the file length"))?;
+    if len == 0
+        && let Some(path) = path
+    {
+        // A store by path is created complete under another name and
+        // linked in place (`create_new`): an empty file there is not one.
+        return Err(Error::corrupt(
+            0,
+            format!(
+                "{} is empty: not a store (a 0-byte backup, or a file another program created?); remove it to create a new store",
+                path.display()
+            ),
+        ));
+    }
     if len == 0 {
         if opts.read_only || !opts.create {
             return Err(Error::NotPeerlog {
@@ -269,6 +466,23 @@ pub(crate) fn load(
         }
         init(file, opts)?;
         len = file.len().map_err(Error::io("reading the file length"))?;
+    }
+    if len < superblock::SIZE as u64 {
+        // Too short for a superblock: a prefix of a store (which starts
+        // with the magic) is a truncated store, not a foreign file.
+        let mut head = vec![0u8; len as usize];
+        file.read_at(&mut head, 0)
+            .map_err(Error::io("reading the superblock"))?;
+        let n = head.len().min(superblock::MAGIC.len());
+        if n > 0 && head[..n] == superblock::MAGIC[..n] {
+            return Err(Error::corrupt(
+                len,
+                format!(
+                    "file is {len} bytes: it starts like a peerlog store but is shorter than one superblock ({} bytes), so it was truncated (a partial copy?); {RESTORE}",
+                    superblock::SIZE
+                ),
+            ));
+        }
     }
     let picked = match pick_superblock(file, len, path) {
         Ok(p) => p,
@@ -290,8 +504,9 @@ pub(crate) fn load(
         return Err(Error::corrupt(
             len,
             format!(
-                "file is {len} bytes but its superblock needs {}: truncated",
-                sb.file_len
+                "file is {len} bytes but its superblock needs {}: {} bytes missing, the file was cut short (a partial copy, or a copy to a full disk?); {RESTORE}",
+                sb.file_len,
+                sb.file_len - len
             ),
         ));
     }
@@ -357,16 +572,14 @@ pub(crate) fn load(
     let mut state = State::new(Arc::new(table));
     state.maps = maps;
 
-    // Replay the log. It is mapped rather than read: an open scans all of
-    // it (the zero check below), and faulting in a mapping of cached pages
-    // is cheaper than a fresh buffer plus a copy. The mapping is dropped
-    // before anything writes to the log.
-    let log = map_or_read(file, sb.log.offset, sb.log.len, "reading the log")?;
-    log.advise_sequential();
+    // Replay the log. It is read with pread through a small window, not
+    // mapped: a new log region is a hole, and faulting a hole in on a full
+    // tmpfs kills the process with SIGBUS (see `logscan`).
+    let mut log = LogReader::new(file, sb.log.offset, sb.log.len)?;
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
     state.replaying(true);
-    while let Ok(f) = frame::decode(&log[pos..]) {
+    while let Some(f) = log.frame(pos)? {
         if f.kind != frame::KIND_COMMIT || commit::peek(f.payload).map(|(s, _)| s) != Ok(seq) {
             break;
         }
@@ -376,13 +589,14 @@ pub(crate) fn load(
                 format!("commit {seq} has a valid checksum but {e}"),
             )
         })?;
+        let n = f.len();
         for op in c.ops {
             state.apply(op, &mut track).map_err(|e| match e {
                 Error::Invalid(what) => Error::corrupt(sb.log.offset + pos as u64, what),
                 other => other,
             })?;
         }
-        pos += f.len();
+        pos += n;
         seq += 1;
     }
     state.replaying(false);
@@ -408,12 +622,12 @@ pub(crate) fn load(
             "damaged record in the synced part of the log",
         ));
     }
-    let rest = &log[pos..];
-    let garbage_end = nonzero_end(rest);
+    let garbage_end = log.nonzero_end(pos)?;
     if garbage_end > 0 {
         // Damage: a torn tail, unless a later commit proves that the
         // missing one had been synced.
-        if let Some(later) = later_commit_proving(rest, seq) {
+        let rest = log.bytes(pos, garbage_end)?;
+        if let Some(later) = later_commit_proving(&rest, seq) {
             return Err(Error::corrupt(
                 sb.log.offset + pos as u64,
                 format!(
@@ -495,43 +709,6 @@ fn read_sync_mark(file: &dyn RawFile, len: u64) -> Result<Option<u64>> {
     let seq = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
     let crc = u32::from_le_bytes(b[8..].try_into().unwrap_or_default());
     Ok((crc == masked_crc(&b[..8]) && seq > 0).then_some(seq))
-}
-
-/// One past the last non-zero byte (0 if all zero), a word at a time: this
-/// runs over the whole unused log on every open.
-fn nonzero_end(b: &[u8]) -> usize {
-    let words = b.len() / 16;
-    let mut end = b.len();
-    while end > words * 16 {
-        if b[end - 1] != 0 {
-            return end;
-        }
-        end -= 1;
-    }
-    let mut w = words;
-    while w > 0 {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&b[(w - 1) * 16..w * 16]);
-        if u128::from_le_bytes(a) != 0 {
-            let chunk = &b[(w - 1) * 16..w * 16];
-            return (w - 1) * 16 + chunk.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1);
-        }
-        w -= 1;
-    }
-    0
-}
-
-/// A valid commit after `rest[0]` whose seq is not older than the missing
-/// one and whose writer had synced through it.
-fn later_commit_proving(rest: &[u8], missing: u64) -> Option<u64> {
-    (1..rest.len().saturating_sub(frame::HEADER_LEN)).find_map(|i| {
-        let f = match frame::decode(&rest[i..]) {
-            Ok(f) => f,
-            Err(FrameError::BadHeader | FrameError::Short | FrameError::BadCrc) => return None,
-        };
-        let (seq, synced) = commit::peek(f.payload).ok()?;
-        (f.kind == frame::KIND_COMMIT && seq > missing && synced >= missing).then_some(seq)
-    })
 }
 
 fn map_or_read(file: &dyn RawFile, offset: u64, len: u64, what: &'static str) -> Result<Region> {

@@ -1,7 +1,7 @@
 //! What [`Store::stats`] reports.
 
 use crate::format::NUM_BUCKETS;
-use crate::store::{BUCKET_NAMES, Compaction, PEERS, Store};
+use crate::store::{BUCKET_NAMES, Compaction, DEDUP, PEERS, QUEUE, Store};
 
 /// Sizes of one bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,18 +63,43 @@ pub struct Stats {
     pub log_capacity: u64,
     /// Free bytes inside the file, reusable by later regions.
     pub free_bytes: u64,
+    /// Live peers, all accounts, counted as a user counts them: peers
+    /// changed since the last index generation (held in memory, not yet
+    /// folded into the segment) included, deleted ones not. Equal to
+    /// [`Stats::peer_count`].
+    pub peers: u64,
+    /// Dedup keys, all accounts (each is two rows of the dedup bucket).
+    pub dedup_keys: u64,
+    /// Durable queue items, all accounts (each is two rows of the queue
+    /// bucket).
+    pub queue_items: u64,
+    /// Set when group or others may read the file (it holds auth keys):
+    /// what is wrong and how to fix it. `None` for stores not opened by
+    /// path.
+    pub mode_warning: Option<String>,
+}
+
+/// Rows of a typed bucket whose tag (the byte after the 4-byte account
+/// prefix, FORMAT.md "Typed keys and values") is `tag`.
+pub(crate) fn count_tag<'a>(keys: impl Iterator<Item = &'a [u8]>, tag: u8) -> u64 {
+    keys.filter(|k| k.len() > 4 && k[4] == tag).count() as u64
 }
 
 impl Store {
     /// Sizes, counts and health of the store.
+    ///
+    /// Never waits for the writer: the writer's numbers are a copy taken
+    /// when it last released its lock (after a commit, a sync or a
+    /// checkpoint), so a commit in progress, a slow fsync or a compaction
+    /// does not delay this. Works inside a write closure too.
     pub fn stats(&self) -> Stats {
-        let w = self.inner.writer.lock();
+        let w = self.inner.view.lock().clone();
         let st = self.inner.state.read();
         let file_size = self.inner.file.len().unwrap_or(0);
         let table = &st.peers.table;
         let mut buckets = Vec::with_capacity(NUM_BUCKETS);
         for (b, name) in BUCKET_NAMES.iter().enumerate() {
-            let t = &w.track.buckets[b];
+            let (t_live, t_dead, t_log) = w.buckets[b];
             let seg = w.sb.segments[b];
             buckets.push(if b == PEERS as usize {
                 let overlay: u64 = st
@@ -87,8 +112,8 @@ impl Store {
                 BucketStats {
                     name,
                     entries: st.peers.live,
-                    live_bytes: seg.len.saturating_sub(w.track.peer_seg_dead) + overlay,
-                    dead_bytes: w.track.peer_seg_dead,
+                    live_bytes: seg.len.saturating_sub(w.peer_seg_dead) + overlay,
+                    dead_bytes: w.peer_seg_dead,
                     segment_bytes: seg.len,
                     log_bytes: 0,
                 }
@@ -96,10 +121,10 @@ impl Store {
                 BucketStats {
                     name,
                     entries: st.maps[b].len() as u64,
-                    live_bytes: t.live_bytes,
-                    dead_bytes: t.seg_dead,
+                    live_bytes: t_live,
+                    dead_bytes: t_dead,
                     segment_bytes: seg.len,
-                    log_bytes: t.log_bytes,
+                    log_bytes: t_log,
                 }
             });
         }
@@ -128,14 +153,18 @@ impl Store {
             recovered_bytes: w.stats.recovered_bytes,
             index_rebuilt: w.stats.index_rebuilt,
             superblock_copies_repaired: w.stats.superblock_copies_repaired,
-            last_compaction: w.stats.last_compaction.clone(),
+            last_compaction: w.stats.last_compaction,
             checkpoints: w.stats.checkpoints,
             checkpoint_time: w.stats.checkpoint_time,
             commits: w.stats.commits,
             syncs: w.stats.syncs,
             log_used: w.log_pos - w.sb.log.offset,
             log_capacity: w.sb.log.len,
-            free_bytes: w.free.iter().map(|e| e.len).sum(),
+            free_bytes: w.free_bytes,
+            peers: st.peers.live,
+            dedup_keys: count_tag(st.maps[DEDUP as usize].keys().map(|k| &k[..]), b'k'),
+            queue_items: count_tag(st.maps[QUEUE as usize].keys().map(|k| &k[..]), b'q'),
+            mode_warning: self.inner.mode_warning.clone(),
         }
     }
 }

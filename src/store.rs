@@ -128,6 +128,9 @@ impl Default for Options {
 
 /// A handle to an open store. Cheap to clone; all clones share one file,
 /// one lock and one writer.
+///
+/// Dropping the last clone syncs what was written, but a drop cannot
+/// report a failed sync: call [`Store::close`] to get that error.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
@@ -147,12 +150,81 @@ pub(crate) struct Inner {
     /// Lock-free access-hash lookups (`state.peers.lookup`).
     lookup: Arc<crate::lookup::Lookup>,
     pub writer: Arc<Mutex<Writer>>,
+    /// What [`Store::stats`] reports of the writer, copied whenever the
+    /// writer lock is released ([`WriterGuard`]), so that stats never
+    /// waits for a commit, an fsync or a checkpoint.
+    pub view: Arc<Mutex<WriterView>>,
+    /// A warning about the file's permissions, found at open.
+    pub mode_warning: Option<String>,
     pub opts: Options,
     pub path: Option<PathBuf>,
     flusher: Mutex<Option<Flusher>>,
     /// The thread inside `transact`, so a nested write is an error rather
     /// than a deadlock on the writer lock.
     writing_thread: std::sync::atomic::AtomicUsize,
+}
+
+/// The writer's numbers that [`Store::stats`] reports.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriterView {
+    pub sb: Superblock,
+    /// Per bucket: live bytes, dead segment bytes, log bytes.
+    pub buckets: [(u64, u64, u64); NUM_BUCKETS],
+    pub peer_seg_dead: u64,
+    pub log_pos: u64,
+    pub free_bytes: u64,
+    pub stats: WriterStats,
+}
+
+impl WriterView {
+    fn update(&mut self, w: &Writer) {
+        self.sb = w.sb;
+        for (v, t) in self.buckets.iter_mut().zip(&w.track.buckets) {
+            *v = (t.live_bytes, t.seg_dead, t.log_bytes);
+        }
+        self.peer_seg_dead = w.track.peer_seg_dead;
+        self.log_pos = w.log_pos;
+        self.free_bytes = w.free.iter().map(|e| e.len).sum();
+        // The last compaction changes only with the checkpoint count: no
+        // allocation per commit.
+        let old = std::mem::take(&mut self.stats.last_compaction);
+        let changed = old.is_none() != w.stats.last_compaction.is_none()
+            || self.stats.checkpoints != w.stats.checkpoints;
+        self.stats = WriterStats {
+            last_compaction: if changed {
+                w.stats.last_compaction.clone()
+            } else {
+                old
+            },
+            ..w.stats.clone_counters()
+        };
+    }
+}
+
+/// The writer lock, which publishes the writer's numbers to
+/// [`Inner::view`] when it is released.
+pub(crate) struct WriterGuard<'a> {
+    guard: parking_lot::MutexGuard<'a, Writer>,
+    view: &'a Mutex<WriterView>,
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.guard
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.view.lock().update(&self.guard);
+    }
 }
 
 /// A value unique to the calling thread (the address of a thread-local).
@@ -266,6 +338,23 @@ pub(crate) struct WriterStats {
     pub checkpoint_time: Duration,
 }
 
+impl WriterStats {
+    /// Everything but `last_compaction`, which is left `None`.
+    fn clone_counters(&self) -> WriterStats {
+        WriterStats {
+            checkpoints: self.checkpoints,
+            last_compaction: None,
+            recovered_bytes: self.recovered_bytes,
+            index_rebuilt: self.index_rebuilt,
+            superblock_copies_repaired: self.superblock_copies_repaired,
+            superblock_copies_damaged: Vec::new(),
+            commits: self.commits,
+            syncs: self.syncs,
+            checkpoint_time: self.checkpoint_time,
+        }
+    }
+}
+
 /// What the last checkpoint did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compaction {
@@ -345,7 +434,11 @@ impl Writer {
     /// Records the first failure: every later write sees it.
     fn poison(&mut self, context: &'static str) -> impl FnOnce(std::io::Error) -> Error + '_ {
         move |e| {
-            let e = Error::Io { context, source: e };
+            let e = Error::Io {
+                context,
+                path: None,
+                source: e,
+            };
             self.poison_with(&e);
             e
         }
@@ -353,7 +446,9 @@ impl Writer {
 
     /// [`Writer::poison`] for an error made elsewhere (an I/O one).
     fn poison_with(&mut self, e: &Error) {
-        if let Error::Io { context, source } = e
+        if let Error::Io {
+            context, source, ..
+        } = e
             && self.poisoned.is_none()
         {
             self.poisoned = Some(format!("{context}: {source}"));
@@ -449,11 +544,20 @@ impl Store {
     ///
     /// Takes an exclusive lock on the file for the life of the store: a
     /// second open, from this process or another, fails with
-    /// [`Error::Locked`]. New files are created with mode 0600.
+    /// [`Error::Locked`]. New files are created with mode 0600, complete,
+    /// under a temporary name linked into place (FORMAT.md, "New files"),
+    /// so a crash never leaves an empty file at `path`; an empty file
+    /// there is an error. I/O errors name `path`.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let file = crate::recovery::open_locked(&path, &opts)?;
-        Self::open_inner(Arc::new(FileBackend::new(file)), opts, Some(path))
+        let (file, mark) = crate::recovery::open_locked(&path, &opts)?;
+        let mode_warning = crate::recovery::mode_warning(&file, &path);
+        Self::open_inner(
+            Arc::new(FileBackend::with_mark(file, mark)),
+            opts,
+            Some(path),
+            mode_warning,
+        )
     }
 
     /// A store that lives in memory only: same behaviour, nothing on disk.
@@ -468,36 +572,54 @@ impl Store {
 
     /// Opens a store on any [`RawFile`] (memory, crash simulation, faults).
     pub fn open_backend(file: Arc<dyn RawFile>, opts: Options) -> Result<Store> {
-        Self::open_inner(file, opts, None)
+        Self::open_inner(file, opts, None, None)
     }
 
-    fn open_inner(file: Arc<dyn RawFile>, opts: Options, path: Option<PathBuf>) -> Result<Store> {
-        let (state, writer) = crate::recovery::load(&*file, &opts, path.as_deref())?;
+    fn open_inner(
+        file: Arc<dyn RawFile>,
+        opts: Options,
+        path: Option<PathBuf>,
+        mode_warning: Option<String>,
+    ) -> Result<Store> {
+        let (state, writer) =
+            crate::recovery::load(&*file, &opts, path.as_deref()).map_err(|e| match &path {
+                Some(p) => e.at_path(p),
+                None => e,
+            })?;
         let heal = writer.index_unsaved && !opts.read_only;
+        let mut view = WriterView::default();
+        view.update(&writer);
         let inner = Arc::new(Inner {
             file,
             lookup: state.peers.lookup.clone(),
             state: RwLock::new(state),
             writer: Arc::new(Mutex::new(writer)),
+            view: Arc::new(Mutex::new(view)),
+            mode_warning,
             opts,
             path,
             flusher: Mutex::new(None),
             writing_thread: std::sync::atomic::AtomicUsize::new(0),
         });
         let upgrade = !inner.opts.read_only && {
-            let w = inner.writer.lock();
+            let w = inner.lock_writer();
             w.sb.version < superblock::FORMAT_VERSION
         };
         if heal || upgrade {
             // An upgrade rewrites every region in the current format (a
             // version 1 peer segment has no per-entry checksums).
-            let mut w = inner.writer.lock();
+            let mut w = inner.lock_writer();
             inner.checkpoint(&mut w, if upgrade { Mode::Compact } else { Mode::Auto }, 0)?;
         }
         if let Durability::Batched(window) = inner.opts.durability
             && !inner.opts.read_only
         {
-            *inner.flusher.lock() = spawn_flusher(inner.file.clone(), inner.writer.clone(), window);
+            *inner.flusher.lock() = spawn_flusher(
+                inner.file.clone(),
+                inner.writer.clone(),
+                inner.view.clone(),
+                window,
+            );
         }
         Ok(Store { inner })
     }
@@ -527,8 +649,12 @@ impl Store {
     }
 
     /// Makes every returned commit durable now.
+    ///
+    /// Inside a write closure ([`crate::Account::write`]) this returns
+    /// [`Error::Invalid`]: the closure's own commit is not written yet.
     pub fn sync(&self) -> Result<()> {
-        let mut w = self.inner.writer.lock();
+        self.inner.not_in_write("Store::sync")?;
+        let mut w = self.inner.lock_writer();
         if w.read_only {
             return Ok(());
         }
@@ -537,10 +663,26 @@ impl Store {
         self.inner.prove_synced(&mut w)
     }
 
+    /// Closes this handle: makes every returned commit durable and returns
+    /// the error of that final sync, which dropping a store cannot report
+    /// (drop syncs too, but has to ignore a failure). The file and its lock
+    /// are released when the last clone of the store is gone; other
+    /// clones keep working.
+    ///
+    /// Inside a write closure this returns [`Error::Invalid`] (and the
+    /// handle is dropped).
+    pub fn close(self) -> Result<()> {
+        self.sync()
+    }
+
     /// Rewrites every bucket with changes or dead bytes into fresh segments
     /// and a new peer index generation, and empties the log.
+    ///
+    /// Inside a write closure ([`crate::Account::write`]) this returns
+    /// [`Error::Invalid`].
     pub fn compact(&self) -> Result<()> {
-        let mut w = self.inner.writer.lock();
+        self.inner.not_in_write("Store::compact")?;
+        let mut w = self.inner.lock_writer();
         w.check()?;
         // Small files are rewritten in place first-fit; for large ones the
         // rewrite goes behind everything live and, when that left much of
@@ -578,7 +720,7 @@ impl Store {
                 "a write was started inside another write of the same store; use the transaction instead".into(),
             ));
         }
-        let mut w = inner.writer.lock();
+        let mut w = inner.lock_writer();
         w.check()?;
         inner.writing_thread.store(me, Ordering::Relaxed);
         struct Clear<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -618,6 +760,7 @@ impl Store {
 fn spawn_flusher(
     file: Arc<dyn RawFile>,
     writer: Arc<Mutex<Writer>>,
+    view: Arc<Mutex<WriterView>>,
     window: Duration,
 ) -> Option<Flusher> {
     let window = window.max(Duration::from_millis(1));
@@ -637,7 +780,10 @@ fn spawn_flusher(
                         return;
                     }
                 }
-                let mut w = writer.lock();
+                let mut w = WriterGuard {
+                    guard: writer.lock(),
+                    view: &view,
+                };
                 if w.dirty && w.poisoned.is_none() {
                     let _ = sync_writer(&*file, &mut w);
                 }
@@ -925,6 +1071,30 @@ fn resolve(st: &State, changes: Vec<Change>) -> Result<Vec<Op>> {
 }
 
 impl Inner {
+    /// Takes the writer lock; the writer's numbers are published for
+    /// [`Store::stats`] when it is released.
+    pub(crate) fn lock_writer(&self) -> WriterGuard<'_> {
+        WriterGuard {
+            guard: self.writer.lock(),
+            view: &self.view,
+        }
+    }
+
+    /// Refuses a call that needs the writer lock on the thread that holds
+    /// it inside a write closure: waiting for it would never end.
+    pub(crate) fn not_in_write(&self, what: &str) -> Result<()> {
+        if self
+            .writing_thread
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == thread_mark()
+        {
+            return Err(Error::Invalid(format!(
+                "{what} was called inside a write closure of the same store, which holds the writer lock; call it after the closure returns"
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn sync_now(&self, w: &mut Writer) -> Result<()> {
         sync_writer(&*self.file, w)
     }

@@ -10,7 +10,8 @@ use crate::format::superblock::{
 };
 use crate::io::{FileBackend, RawFile};
 use crate::state::{PeerGen, State};
-use crate::store::{BUCKET_NAMES, Options, PEERS, Store, Writer};
+use crate::stats::count_tag;
+use crate::store::{BUCKET_NAMES, DEDUP, Options, PEERS, QUEUE, Store, Writer};
 use std::path::Path;
 
 /// One thing [`Store::verify`] found wrong.
@@ -31,8 +32,21 @@ pub struct VerifyReport {
     pub peers_checked: u64,
     /// Index slots checked.
     pub slots_checked: u64,
-    /// Generic bucket entries checked.
+    /// Generic bucket entries checked (internal rows: a dedup key or a
+    /// queue item is two of them).
     pub entries_checked: u64,
+    /// Live peers as a user counts them: for [`Store::verify`], those
+    /// changed since the last index generation (not yet folded into the
+    /// segment) included; [`Self::peers_checked`] counts segment records.
+    pub peers: u64,
+    /// Dedup keys, all accounts.
+    pub dedup_keys: u64,
+    /// Durable queue items, all accounts.
+    pub queue_items: u64,
+    /// Things worth fixing that are not damage, such as a file that group
+    /// or others may read. They do not make [`Self::is_ok`] false: the
+    /// store is sound, and a permission is not the file's content.
+    pub warnings: Vec<String>,
 }
 
 impl VerifyReport {
@@ -56,16 +70,25 @@ impl VerifyReport {
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let counts = format!(
+            "{} peers, {} dedup keys, {} queue items ({} peer records, {} index slots, {} entries checked)",
+            self.peers,
+            self.dedup_keys,
+            self.queue_items,
+            self.peers_checked,
+            self.slots_checked,
+            self.entries_checked
+        );
         if self.is_ok() {
-            return write!(
-                f,
-                "ok: {} peers, {} index slots, {} entries checked",
-                self.peers_checked, self.slots_checked, self.entries_checked
-            );
+            write!(f, "ok: {counts}")?;
+        } else {
+            write!(f, "{} problem(s) in {counts}:", self.problems.len())?;
+            for p in &self.problems {
+                write!(f, "\n  at byte {}: {}", p.offset, p.what)?;
+            }
         }
-        writeln!(f, "{} problem(s):", self.problems.len())?;
-        for p in &self.problems {
-            writeln!(f, "  at byte {}: {}", p.offset, p.what)?;
+        for w in &self.warnings {
+            write!(f, "\nwarning: {w}")?;
         }
         Ok(())
     }
@@ -178,13 +201,13 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     }
 }
 
-fn check_file(file: &dyn RawFile, r: &mut VerifyReport) -> Option<State> {
+fn check_file(file: &dyn RawFile, path: Option<&Path>, r: &mut VerifyReport) -> Option<State> {
     let opts = Options {
         read_only: true,
         create: false,
         ..Options::default()
     };
-    match crate::recovery::load(file, &opts, None) {
+    match crate::recovery::load(file, &opts, path) {
         Ok((state, w)) => {
             if w.stats.index_rebuilt {
                 r.push(
@@ -220,6 +243,7 @@ fn check_file(file: &dyn RawFile, r: &mut VerifyReport) -> Option<State> {
             }
             check_table(&state.peers.table, !w.index_unsaved, r);
             r.entries_checked += state.maps.iter().map(|m| m.len() as u64).sum::<u64>();
+            count(&state, r);
             Some(state)
         }
         Err(e) => {
@@ -227,6 +251,13 @@ fn check_file(file: &dyn RawFile, r: &mut VerifyReport) -> Option<State> {
             None
         }
     }
+}
+
+/// The counts a user counts (live peers, dedup keys, queue items).
+fn count(st: &State, r: &mut VerifyReport) {
+    r.peers = st.peers.live;
+    r.dedup_keys = count_tag(st.maps[DEDUP as usize].keys().map(|k| &k[..]), b'k');
+    r.queue_items = count_tag(st.maps[QUEUE as usize].keys().map(|k| &k[..]), b'q');
 }
 
 fn same_peers(a: &State, b: &State, r: &mut VerifyReport) -> Result<()> {
@@ -259,12 +290,18 @@ impl Store {
     /// Checks every checksum, every index slot against the log and
     /// segments, every invariant, and that the file holds exactly what
     /// this handle serves. Writers wait while it runs; readers do not.
+    ///
+    /// Inside a write closure ([`crate::Account::write`]) this returns
+    /// [`Error::Invalid`]: the closure holds the writer lock.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let w = self.inner.writer.lock();
+        self.inner.not_in_write("Store::verify")?;
+        let w = self.inner.lock_writer();
         let mut r = VerifyReport::default();
+        r.warnings.extend(self.inner.mode_warning.clone());
         check_space(&w, &mut r);
-        if let Some(fresh) = check_file(&*self.inner.file, &mut r) {
+        if let Some(fresh) = check_file(&*self.inner.file, self.inner.path.as_deref(), &mut r) {
             let live = self.inner.state.read();
+            count(&live, &mut r);
             for (b, name) in BUCKET_NAMES.iter().enumerate() {
                 if b != PEERS as usize && fresh.maps[b] != live.maps[b] {
                     r.push(0, format!("bucket {name} differs between file and memory"));
@@ -405,8 +442,11 @@ pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifyReport> {
         create: false,
         ..Options::default()
     };
-    let file = crate::recovery::open_locked(path.as_ref(), &opts)?;
+    let path = path.as_ref();
+    let (file, mark) = crate::recovery::open_locked(path, &opts)?;
     let mut r = VerifyReport::default();
-    check_file(&FileBackend::new(file), &mut r);
+    r.warnings
+        .extend(crate::recovery::mode_warning(&file, path));
+    check_file(&FileBackend::with_mark(file, mark), Some(path), &mut r);
     Ok(r)
 }

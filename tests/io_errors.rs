@@ -95,7 +95,9 @@ fn run_with_fault(
             }
             Err(e @ (Error::Io { .. } | Error::Poisoned { .. })) => {
                 let next = match e {
-                    Error::Io { context, source } => {
+                    Error::Io {
+                        context, source, ..
+                    } => {
                         // With a sticky fault the first failure may have
                         // been swallowed where it is harmless (giving file
                         // space back), and the dead disk fails the next op.

@@ -12,9 +12,16 @@ fn second_open_is_locked_with_pid() {
     let path = dir.path().join("l.peerlog");
     let s = Store::open(&path).unwrap();
     match Store::open(&path) {
-        Err(Error::Locked { path: p, pid }) => {
+        Err(Error::Locked {
+            path: p,
+            pid,
+            same_process,
+            read_only_holder,
+            ..
+        }) => {
             assert_eq!(p, path);
             assert_eq!(pid, Some(std::process::id()));
+            assert!(same_process && !read_only_holder);
         }
         other => panic!("{other:?}"),
     }

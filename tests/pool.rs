@@ -214,7 +214,7 @@ fn eviction_closes_the_least_recently_used_idle_store() {
     assert_eq!(pool.stats().evictions, 1);
     // Both open stores are in use: no room, and nothing was closed.
     let e = pool.get("b").unwrap_err();
-    assert!(matches!(e, Error::Invalid(_)));
+    assert!(matches!(e, Error::PoolFull { max_open: 2 }), "{e:?}");
     assert!(
         e.to_string().contains("pool full: all 2 stores are in use"),
         "{e}"

@@ -83,8 +83,9 @@ impl Frame<'_> {
     }
 }
 
-/// Parses the frame at the start of `buf` (which may hold more after it).
-pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
+/// Checks the header at the start of `buf` without touching the payload:
+/// the kind and the payload length it announces (O(1), no CRC).
+pub fn decode_header(buf: &[u8]) -> Result<(u8, u32), FrameError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
         return Err(FrameError::Short);
     };
@@ -93,6 +94,13 @@ pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
     if check != len_check(len) || header[KIND_OFFSET] == 0 || header[7] != 0 {
         return Err(FrameError::BadHeader);
     }
+    Ok((header[KIND_OFFSET], len))
+}
+
+/// Parses the frame at the start of `buf` (which may hold more after it).
+pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
+    let (_, len) = decode_header(buf)?;
+    let header = &buf[..HEADER_LEN];
     let end = HEADER_LEN + len as usize;
     let (Some(body), Some(crc)) = (buf.get(..end), buf.get(end..end + TRAILER_LEN)) else {
         return Err(FrameError::Short);
