@@ -299,6 +299,16 @@ fn a_log_of_crafted_headers_opens_in_linear_time() {
     );
 }
 
+/// Held by the tests that spawn processes. A child holds a copy of every
+/// file descriptor of this process between its fork and its exec, and
+/// with it any `flock` on them: another test's lock checks must not see
+/// that.
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn spawning() -> std::sync::MutexGuard<'static, ()> {
+    SPAWNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Writes an owner record (FORMAT.md) naming `pid`.
 fn forge_owner(path: &std::path::Path, pid: u32) {
     use std::os::unix::fs::FileExt;
@@ -322,6 +332,7 @@ fn dead_pid() -> u32 {
 /// the holder is a handle of this process; the pid of a live writer.
 #[test]
 fn locked_names_the_real_holder() {
+    let _serial = spawning();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.peerlog");
     Store::open(&path).unwrap().close().unwrap();
@@ -719,6 +730,7 @@ impl Drop for Tmpfs {
 /// process).
 #[test]
 fn a_full_tmpfs_is_an_error_not_a_crash() {
+    let _serial = spawning();
     let Some(fs) = Tmpfs::mount("256k") else {
         return;
     };
