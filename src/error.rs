@@ -199,3 +199,32 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hints of I/O errors at open (the permission case cannot be
+    /// produced in a test run as root).
+    #[test]
+    fn open_errors_say_what_to_do() {
+        let e = |context, kind| Error::Io {
+            context,
+            path: Some("/x/bot.peerlog".into()),
+            source: std::io::Error::from(kind),
+        };
+        let msg = e(OPENING_RW, std::io::ErrorKind::PermissionDenied).to_string();
+        assert!(
+            msg.contains("opening the store file /x/bot.peerlog: permission denied")
+                && msg.ends_with("open it with Options { read_only: true, .. }"),
+            "{msg}"
+        );
+        let msg = e(CREATING, std::io::ErrorKind::NotFound).to_string();
+        assert!(
+            msg.contains("directory it should be in does not exist"),
+            "{msg}"
+        );
+        let msg = e(OPENING_RO, std::io::ErrorKind::PermissionDenied).to_string();
+        assert!(!msg.contains("read_only"), "{msg}");
+    }
+}

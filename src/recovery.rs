@@ -626,7 +626,10 @@ pub(crate) fn load(
     if garbage_end > 0 {
         // Damage: a torn tail, unless a later commit proves that the
         // missing one had been synced.
-        let rest = log.bytes(pos, garbage_end)?;
+        // All of the rest of the region: a frame may end in zeros (a
+        // value of zeros, a CRC with a zero byte) past the last non-zero
+        // byte.
+        let rest = log.bytes(pos, sb.log.len as usize - pos)?;
         if let Some(later) = later_commit_proving(&rest, seq) {
             return Err(Error::corrupt(
                 sb.log.offset + pos as u64,

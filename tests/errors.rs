@@ -299,6 +299,16 @@ fn a_log_of_crafted_headers_opens_in_linear_time() {
     );
 }
 
+/// Held by the tests that spawn processes. A child holds a copy of every
+/// file descriptor of this process between its fork and its exec, and
+/// with it any `flock` on them: another test's lock checks must not see
+/// that.
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn spawning() -> std::sync::MutexGuard<'static, ()> {
+    SPAWNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Writes an owner record (FORMAT.md) naming `pid`.
 fn forge_owner(path: &std::path::Path, pid: u32) {
     use std::os::unix::fs::FileExt;
@@ -322,6 +332,7 @@ fn dead_pid() -> u32 {
 /// the holder is a handle of this process; the pid of a live writer.
 #[test]
 fn locked_names_the_real_holder() {
+    let _serial = spawning();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.peerlog");
     Store::open(&path).unwrap().close().unwrap();
@@ -719,6 +730,7 @@ impl Drop for Tmpfs {
 /// process).
 #[test]
 fn a_full_tmpfs_is_an_error_not_a_crash() {
+    let _serial = spawning();
     let Some(fs) = Tmpfs::mount("256k") else {
         return;
     };
@@ -784,4 +796,46 @@ fn a_full_tmpfs_is_an_error_not_a_crash() {
         }
         assert_eq!(bot.access_hash(PeerId::user(1)).unwrap(), Some(11));
     }
+}
+
+/// The commit proving a damaged one was synced may end in zero bytes (its
+/// CRC's last byte here): the search looks at the whole rest of the log
+/// region, not only up to the last non-zero byte.
+#[test]
+fn a_proving_commit_may_end_in_zeros() {
+    let opts = Options {
+        durability: peerlog::Durability::Immediate,
+        log_size: 64 << 10,
+        ..Options::default()
+    };
+    for v in 0u32..5000 {
+        let file = MemFile::new();
+        let store = Store::open_backend(Arc::new(file.clone()), opts.clone()).unwrap();
+        let b = store.bucket("a").unwrap();
+        let used = || store.stats().log_used as usize;
+        let start = used();
+        b.put(b"k1", b"one").unwrap();
+        let end1 = used();
+        b.put(b"k2", b"two").unwrap();
+        let end2 = used();
+        let value = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        b.put(b"k3", &value.to_le_bytes()).unwrap();
+        let end3 = used();
+        drop((b, store));
+        let log = 8192; // the first region of a new store
+        let mut img = file.live();
+        if img[log + end3 - 1] != 0 {
+            continue;
+        }
+        assert!(start < end1);
+        img[log + (end1 + end2) / 2] ^= 0x40; // inside commit 2
+        match Store::open_backend(Arc::new(MemFile::from_bytes(img)), opts) {
+            Err(Error::Corrupt { what, .. }) => {
+                assert!(what.contains("followed by commit"), "{what}")
+            }
+            other => panic!("value {v}: {other:?}"),
+        }
+        return;
+    }
+    panic!("no commit ending in a zero byte found");
 }
