@@ -961,8 +961,8 @@ impl Storage for Account {
     fn access_hash(&self, id: PeerId) -> Result<Option<i64>> {
         Ok(self
             .store
-            .peer_access_hash(self.number, id.bot_api())?
-            .flatten())
+            .peer_hash(self.number, id.bot_api())?
+            .and_then(|(h, _)| h))
     }
     fn peer_by_username(&self, username: &str) -> Result<Option<Peer>> {
         match normalize_username(username) {

@@ -22,8 +22,7 @@
 //! threads resolving usernames at once, each lookup took 330-390 ns under
 //! the lock and takes 76 ns without it.)
 
-use crate::error::Result;
-use crate::format::index::{IdTable, NameKind, id_hash};
+use crate::format::index::{Damaged, IdTable, NameKind, id_hash};
 use crate::rcu::Rcu;
 use crate::state::PeerGen;
 use std::ops::Range;
@@ -285,20 +284,28 @@ impl View {
         }
     }
 
+    /// A damaged slot answers [`DAMAGED`] in the flags (a bit no record
+    /// has): the hot path keeps the small `Option` it had, and the caller
+    /// asks [`Lookup::damage`] for the error.
     #[inline(always)]
-    fn get(&self, key: u64) -> Result<Option<Found>> {
+    fn get(&self, key: u64) -> Option<Found> {
         if let Some(found) = self.recent.get(key) {
-            return Ok(found);
+            return found;
         }
-        let Some(ids) = self.table.index.get(self.ids.clone()) else {
-            return Ok(None);
-        };
-        match IdTable::new(ids).get(key) {
-            Ok(s) => Ok(s.map(|s| (s.access_hash(), s.flags()))),
-            Err(d) => Err(self.table.damaged(d)),
-        }
+        let ids = self.table.index.get(self.ids.clone())?;
+        IdTable::new(ids).found(key)
+    }
+
+    fn damage(&self, key: u64) -> Option<(Damaged, u64)> {
+        let ids = self.table.index.get(self.ids.clone())?;
+        let d = IdTable::new(ids).get(key).err()?;
+        Some((d, self.table.damaged_offset(d)))
     }
 }
+
+/// The flag bit [`Lookup::get`] sets for a slot that failed its check
+/// (records' flags use bits 0–2).
+pub(crate) const DAMAGED: u8 = crate::format::index::DAMAGED_FLAG;
 
 /// The cell readers probe. Written only under the store's state write
 /// lock (one writer at a time).
@@ -316,8 +323,29 @@ impl Lookup {
 
     /// Access hash and flags of a peer key, as of the latest commit.
     #[inline(always)]
-    pub fn get(&self, key: u64) -> Result<Option<Found>> {
+    /// Answers with [`DAMAGED`] set in the flags when the slot failed its
+    /// check; [`Lookup::checked`] turns that into the error.
+    pub fn get(&self, key: u64) -> Option<Found> {
         self.cell.read(|v| v.get(key))
+    }
+
+    /// [`Lookup::get`], with a damaged slot as [`crate::Error::Corrupt`].
+    #[inline(always)]
+    pub fn checked(&self, key: u64) -> crate::Result<Option<Found>> {
+        match self.get(key) {
+            Some((_, f)) if f & DAMAGED != 0 => Err(self.damage(key)),
+            found => Ok(found),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn damage(&self, key: u64) -> crate::Error {
+        match self.cell.read(|v| v.damage(key)) {
+            Some((d, at)) => crate::state::damaged_error(d, at),
+            // Replaced by a new generation meanwhile.
+            None => crate::Error::corrupt(0, "peer index slot failed its check byte"),
+        }
     }
 
     /// The owner of a name (its key and access hash) as of the latest
@@ -424,22 +452,22 @@ mod tests {
     #[test]
     fn recent_set_get_update_delete_and_grow() {
         let l = Lookup::new(Arc::new(PeerGen::empty(0.75)));
-        assert_eq!(l.get(5).unwrap(), None);
+        assert_eq!(l.checked(5).unwrap(), None);
         for k in 0..1000u64 {
             l.set(k, Some((Some(k as i64 * 7), 1)));
         }
         for k in 0..1000u64 {
-            assert_eq!(l.get(k).unwrap(), Some((Some(k as i64 * 7), 1)));
+            assert_eq!(l.checked(k).unwrap(), Some((Some(k as i64 * 7), 1)));
         }
         l.set(3, Some((None, 0)));
         l.set(4, None);
         l.set(5, Some((Some(-1), 0x21)));
-        assert_eq!(l.get(3).unwrap(), Some((None, 0)));
-        assert_eq!(l.get(4).unwrap(), None);
-        assert_eq!(l.get(5).unwrap(), Some((Some(-1), 0x21)));
-        assert_eq!(l.get(1000).unwrap(), None);
+        assert_eq!(l.checked(3).unwrap(), Some((None, 0)));
+        assert_eq!(l.checked(4).unwrap(), None);
+        assert_eq!(l.checked(5).unwrap(), Some((Some(-1), 0x21)));
+        assert_eq!(l.checked(1000).unwrap(), None);
         l.install(Arc::new(PeerGen::empty(0.75)));
-        assert_eq!(l.get(5).unwrap(), None);
+        assert_eq!(l.checked(5).unwrap(), None);
     }
 
     /// The filter answers most lookups of peers that did not change
@@ -480,14 +508,14 @@ mod tests {
             assert!(names(&l, i * 0x9e37_79b9), "name {i} lost");
             assert!(!names(&l, i * 0x9e37_79b9 + 1));
             let want = (i % 3 == 0).then_some((Some(i as i64), 1));
-            assert_eq!(l.get(i).unwrap(), want, "peer {i}");
+            assert_eq!(l.checked(i).unwrap(), want, "peer {i}");
         }
         // Unchanged names are answered from the (empty) generation.
         assert_eq!(l.name(7, NameKind::Username, 0, "x"), Some(None));
         assert_eq!(l.name(0x9e37_79b9, NameKind::Username, 0, "x"), None);
         l.install(Arc::new(PeerGen::empty(0.75)));
         assert!(!names(&l, 0x9e37_79b9));
-        assert_eq!(l.get(3).unwrap(), None);
+        assert_eq!(l.checked(3).unwrap(), None);
     }
 
     #[test]
@@ -502,7 +530,7 @@ mod tests {
                         for k in 0..64u64 {
                             // The writer always stores hash = key * round
                             // with flags = round: a torn read breaks that.
-                            if let Ok(Some((Some(h), f))) = l.get(k) {
+                            if let Ok(Some((Some(h), f))) = l.checked(k) {
                                 assert_eq!(h as u64, k.wrapping_mul(f as u64), "torn entry");
                             }
                         }

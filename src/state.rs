@@ -80,13 +80,13 @@ impl PeerGen {
     /// check byte.
     #[cold]
     pub fn damaged(&self, d: index::Damaged) -> Error {
-        Error::corrupt(
-            self.index_extent.offset + d.offset_in(&self.header),
-            format!(
-                "peer index: {:?} slot {} fails its check byte; Store::repair() rebuilds the index from the peer records",
-                d.table, d.slot
-            ),
-        )
+        damaged_error(d, self.damaged_offset(d))
+    }
+
+    /// The file offset of a damaged slot of this generation's index.
+    #[cold]
+    pub fn damaged_offset(&self, d: index::Damaged) -> u64 {
+        self.index_extent.offset + d.offset_in(&self.header)
     }
 
     /// The record an id slot points at, checked against the slot's `key`.
@@ -143,6 +143,19 @@ impl PeerGen {
             Ok((off as u64, rec))
         })
     }
+}
+
+/// The error for an index slot that failed its check byte, at `offset`.
+#[cold]
+#[inline(never)]
+pub(crate) fn damaged_error(d: index::Damaged, offset: u64) -> Error {
+    Error::corrupt(
+        offset,
+        format!(
+            "peer index: {:?} slot {} fails its check byte; Store::repair() rebuilds the index from the peer records",
+            d.table, d.slot
+        ),
+    )
 }
 
 /// Owners of names (usernames, phones) changed since a point: since the

@@ -753,7 +753,7 @@ impl Store {
         account: u32,
         peer_id: i64,
     ) -> Result<Option<(Option<i64>, u8)>> {
-        self.inner.lookup.get(peer_key(account, peer_id))
+        self.inner.lookup.checked(peer_key(account, peer_id))
     }
 }
 

@@ -388,10 +388,10 @@ impl Store {
     /// says what it did.
     ///
     /// * The peer table and its index are written anew (a full
-    ///   compaction) from the records, each checked against its CRC: a
+    ///   compaction) from the records, each checked against its check: a
     ///   damaged index (a slot failing its check byte, reported by
     ///   lookups and [`Store::verify`]) is replaced.
-    /// * A peer record that fails its CRC is rebuilt from its id slot
+    /// * A peer record that fails its check is rebuilt from its id slot
     ///   (which holds the key, access hash and flags): the access hash is
     ///   kept, its names and profile are lost and listed in
     ///   [`RepairReport::salvaged`].

@@ -48,6 +48,9 @@ pub const HASH_ID: u32 = 5;
 const ID_DIST_SATURATED: u64 = 0xFF;
 /// Stored name distance meaning "this far or farther".
 const NAME_DIST_SATURATED: u64 = 0xFFFF;
+/// The flag bit [`IdTable::found`] sets for a slot that failed its check
+/// (records' flags use bits 0–2).
+pub const DAMAGED_FLAG: u8 = 0x80;
 /// XOR of all 24 bytes of a sound id slot.
 pub const ID_CHECK: u8 = 0x5A;
 /// XOR of all 16 bytes of a sound name slot.
@@ -612,15 +615,20 @@ impl<'a> IdTable<'a> {
             return Ok(None);
         }
         let i = start(id_hash(key), n);
-        // Fast path: almost every lookup is of a present key whose slot is
-        // within a few of its home, so the first FAST slots are compared
-        // without a branch per slot (a branch on freshly missed memory
-        // mispredicts often and stalls the next lookup behind it), and
-        // only the slot that answers is checked. Everything else (absent
-        // keys, long runs) takes the checked walk from the home.
+        // Fast path: almost every probe run ends within a few slots, so
+        // the first FAST slots are examined without a branch per slot (a
+        // branch on freshly missed memory mispredicts often and stalls the
+        // next lookup behind it). A run ends at the key, at an empty slot,
+        // or at a resident closer to its home than the probe is to the
+        // key's. Only the slot that answers is checked on a hit (keys are
+        // unique: a damaged slot passed on the way cannot have held the
+        // key and let a later slot hold it too); an answer "absent" first
+        // checks every slot the probe passed.
         if let Some(win) = self.ids.get(i * ID..(i + FAST) * ID) {
             let word =
                 |at: usize| u64::from_le_bytes(win[at..at + 8].try_into().unwrap_or_default());
+            // Hits and run ends are found separately, so a hit does not
+            // wait for the distance words.
             let (mut before, mut run) = (0usize, true);
             for j in 0..FAST {
                 run &= word(j * ID) != key;
@@ -637,17 +645,89 @@ impl<'a> IdTable<'a> {
                     })
                 };
             }
+            // The run ends where slot `j` is empty or holds a resident less
+            // than `j` from its home. The test is one integer whose sign
+            // bit says "ended": an `|` of booleans is compiled to a branch
+            // per slot, and for absent keys those branches mispredict.
+            let mut ends = 0u64;
+            for j in 0..FAST {
+                let k = word(j * ID);
+                // Sign bit set iff `k == 0`.
+                let empty = !(k | k.wrapping_neg());
+                let short = (word(j * ID + 16) >> 56).wrapping_sub(j as u64);
+                ends |= empty | short;
+            }
+            if (ends as i64) < 0 {
+                // Absent: the checked walk decides, from the home.
+                return self.probe(key, i, 0, n);
+            }
+            // The window fit, so `i + FAST <= n`.
+            let next = if i + FAST == n { 0 } else { i + FAST };
+            return match self.probe(key, next, FAST, n) {
+                Ok(None) => self.check_window(i),
+                other => other,
+            };
         }
-        self.probe(key, i, n)
+        self.probe(key, i, 0, n)
     }
 
-    /// The checked walk: from the key's home `i`, every slot read is
-    /// checked before it decides anything, so a miss is reported only when
-    /// every slot that could have held the key is sound.
+    /// [`IdTable::get`] for the hot path: the access hash and flags, with
+    /// [`DAMAGED_FLAG`] set (and no hash) when a slot failed its check. The
+    /// hit's check is folded into the flags without a branch, so the
+    /// lookups of a loop stay in flight together.
+    #[inline]
+    pub fn found(&self, key: u64) -> Option<(Option<i64>, u8)> {
+        let n = self.ids.len() / ID;
+        if n == 0 || key == 0 {
+            return None;
+        }
+        let i = start(id_hash(key), n);
+        if let Some(win) = self.ids.get(i * ID..(i + FAST) * ID) {
+            let word =
+                |at: usize| u64::from_le_bytes(win[at..at + 8].try_into().unwrap_or_default());
+            let (mut before, mut run) = (0usize, true);
+            for j in 0..FAST {
+                run &= word(j * ID) != key;
+                before += run as usize;
+            }
+            if before < FAST {
+                let at = before * ID;
+                let (ah, loc) = (word(at + 8), word(at + 16));
+                let sound = fold8(key ^ ah ^ loc) == ID_CHECK;
+                let flags = (loc >> 40) as u8 | (!sound as u8) << 7;
+                let has = flags & (super::peer_record::HAS_HASH | DAMAGED_FLAG)
+                    == super::peer_record::HAS_HASH;
+                return Some((has.then_some(ah as i64), flags));
+            }
+        }
+        match self.get(key) {
+            Ok(s) => s.map(|s| (s.access_hash(), s.flags())),
+            Err(_) => Some((None, DAMAGED_FLAG)),
+        }
+    }
+
+    /// Before a miss past the fast window is answered: the window's
+    /// slots, passed unchecked, must be sound.
     #[cold]
     #[inline(never)]
-    fn probe(&self, key: u64, mut i: usize, n: usize) -> IdProbe<'a> {
-        for d in 0..n {
+    fn check_window(&self, i: usize) -> IdProbe<'a> {
+        for j in i..i + FAST {
+            if !self.at(j).is_some_and(IdSlot::is_sound) {
+                return Err(Damaged {
+                    table: Table::Id,
+                    slot: j,
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// The checked walk: from slot `i`, `skipped` slots past the key's
+    /// home, every slot read is checked before it decides anything.
+    #[cold]
+    #[inline(never)]
+    fn probe(&self, key: u64, mut i: usize, skipped: usize, n: usize) -> IdProbe<'a> {
+        for d in skipped..n {
             let Some(s) = self.at(i) else { return Ok(None) };
             if !s.is_sound() {
                 return Err(Damaged {
