@@ -695,15 +695,56 @@ impl<'a> IdTable<'a> {
                 let (ah, loc) = (word(at + 8), word(at + 16));
                 let sound = fold8(key ^ ah ^ loc) == ID_CHECK;
                 let flags = (loc >> 40) as u8 | (!sound as u8) << 7;
-                let has = flags & (super::peer_record::HAS_HASH | DAMAGED_FLAG)
-                    == super::peer_record::HAS_HASH;
+                // A damaged slot answers no hash; the caller sees the flag.
+                let has = flags & super::peer_record::HAS_HASH != 0;
                 return Some((has.then_some(ah as i64), flags));
             }
+            // Bit `j` set: the run ends at slot `j` (empty, or a resident
+            // closer to its home than `j`).
+            let mut ends = 0u64;
+            for j in 0..FAST {
+                let k = word(j * ID);
+                let empty = !(k | k.wrapping_neg());
+                let short = (word(j * ID + 16) >> 56).wrapping_sub(j as u64);
+                ends |= ((empty | short) >> 63) << j;
+            }
+            if ends != 0 {
+                // Absent, if every slot up to the end is sound.
+                let last = ends.trailing_zeros() as usize;
+                let mut x = 0u8;
+                for j in 0..=last {
+                    let at = j * ID;
+                    x |= fold8(word(at) ^ word(at + 8) ^ word(at + 16)) ^ ID_CHECK;
+                }
+                return (x != 0).then_some((None, DAMAGED_FLAG));
+            }
+            {
+                // The window fit, so `i + FAST <= n`.
+                let next = if i + FAST == n { 0 } else { i + FAST };
+                return Self::answer(match self.probe(key, next, FAST, n) {
+                    Ok(None) => self.check_window(i),
+                    other => other,
+                });
+            }
         }
-        match self.get(key) {
+        self.found_slow(key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn answer(r: IdProbe<'_>) -> Option<(Option<i64>, u8)> {
+        match r {
             Ok(s) => s.map(|s| (s.access_hash(), s.flags())),
             Err(_) => Some((None, DAMAGED_FLAG)),
         }
+    }
+
+    /// [`IdTable::found`] past the fast window (and for absent keys):
+    /// out of line, so that the hot path keeps a small frame.
+    #[cold]
+    #[inline(never)]
+    fn found_slow(&self, key: u64) -> Option<(Option<i64>, u8)> {
+        Self::answer(self.get(key))
     }
 
     /// Before a miss past the fast window is answered: the window's
@@ -959,6 +1000,21 @@ mod tests {
             let mut bad = region.clone();
             bad[at] ^= delta;
             let v = IndexView::trusted(&bad, good.header);
+            let ids = v.id_table();
+            for (key, _, hash, _, _) in &want {
+                match ids.found(*key) {
+                    Some((_, f)) if f & DAMAGED_FLAG != 0 => {}
+                    Some((h, _)) => assert_eq!(h, *hash, "byte {at}: found"),
+                    None => panic!("byte {at}: key {key} found absent"),
+                }
+            }
+            for k in 1..50 {
+                let key = super::super::peer_record::peer_key(9, k);
+                assert!(
+                    ids.found(key).is_none_or(|(_, f)| f & DAMAGED_FLAG != 0),
+                    "byte {at}: absent key found"
+                );
+            }
             for (key, off, hash, name, account) in &want {
                 match v.get(*key) {
                     Ok(Some(s)) => {
