@@ -47,6 +47,11 @@ pub struct Stats {
     /// Copies of the newest superblock that this handle's open found
     /// damaged or torn and rewrote from the other, intact copy.
     pub superblock_copies_repaired: u64,
+    /// [`Store::repair`] calls by this handle that completed.
+    pub repairs: u64,
+    /// Peer records those repairs rebuilt from their index slots (access
+    /// hash kept, names lost; [`crate::RepairReport::salvaged`] lists them).
+    pub records_salvaged: u64,
     /// The last checkpoint or compaction of this handle.
     pub last_compaction: Option<Compaction>,
     /// Checkpoints run by this handle.
@@ -153,6 +158,8 @@ impl Store {
             recovered_bytes: w.stats.recovered_bytes,
             index_rebuilt: w.stats.index_rebuilt,
             superblock_copies_repaired: w.stats.superblock_copies_repaired,
+            repairs: w.stats.repairs,
+            records_salvaged: w.stats.records_salvaged,
             last_compaction: w.stats.last_compaction,
             checkpoints: w.stats.checkpoints,
             checkpoint_time: w.stats.checkpoint_time,

@@ -331,6 +331,10 @@ pub(crate) struct WriterStats {
     pub index_rebuilt: bool,
     /// Superblock copies rewritten at open from the intact copy.
     pub superblock_copies_repaired: u64,
+    /// `Store::repair` calls that completed, and records they rebuilt
+    /// from index slots.
+    pub repairs: u64,
+    pub records_salvaged: u64,
     /// Offsets of superblock copies found damaged by a read-only open.
     pub superblock_copies_damaged: Vec<u64>,
     pub commits: u64,
@@ -347,6 +351,8 @@ impl WriterStats {
             recovered_bytes: self.recovered_bytes,
             index_rebuilt: self.index_rebuilt,
             superblock_copies_repaired: self.superblock_copies_repaired,
+            repairs: self.repairs,
+            records_salvaged: self.records_salvaged,
             superblock_copies_damaged: Vec::new(),
             commits: self.commits,
             syncs: self.syncs,

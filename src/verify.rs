@@ -401,8 +401,9 @@ impl Store {
     /// log, both superblock copies) makes open fail with
     /// [`Error::Corrupt`]; restore such a file from a backup.
     pub fn repair(&self) -> Result<RepairReport> {
+        self.inner.not_in_write("Store::repair")?;
         let salvaged = {
-            let mut w = self.inner.writer.lock();
+            let mut w = self.inner.lock_writer();
             w.check()?;
             let records_ok = self
                 .inner
@@ -421,6 +422,8 @@ impl Store {
                 .checkpoint(&mut w, crate::store::Mode::Compact, 0);
             let salvaged = w.salvage.take().unwrap_or_default();
             done?;
+            w.stats.repairs += 1;
+            w.stats.records_salvaged += salvaged.len() as u64;
             salvaged
         };
         Ok(RepairReport {

@@ -85,6 +85,7 @@ fn nothing_called_inside_a_write_closure_hangs() {
                 note("sync", s.sync());
                 note("verify", s.verify().map(drop));
                 note("compact", s.compact());
+                note("repair", s.repair().map(drop));
                 note("close", s.clone().close());
                 note("account(new)", s.account("other").map(drop));
                 note("remove_account", s.remove_account("nobody").map(drop));

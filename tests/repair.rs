@@ -100,6 +100,9 @@ fn a_flipped_access_hash_is_never_served_nor_laundered_and_repair_restores() {
             let store = Store::open(&path).unwrap();
             let r = store.repair().unwrap();
             assert!(r.after.is_ok(), "flip at {pos}: {r}");
+            let st = store.stats();
+            assert_eq!(st.repairs, 1);
+            assert_eq!(st.records_salvaged, r.salvaged.len() as u64);
             let (right, errors) = answers_right_or_error(&store);
             assert_eq!((right as i64, errors), (N, 0), "flip at {pos}: {r}");
             drop(store);
