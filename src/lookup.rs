@@ -267,6 +267,8 @@ pub(crate) struct View {
     table: Arc<PeerGen>,
     /// The id table's bytes within `table.index`, found once.
     ids: Range<usize>,
+    /// Slots in the id table.
+    slots: usize,
     /// Shared with the view that replaces this one when only the other
     /// table grows: growing one must not copy the other.
     recent: Arc<Recent>,
@@ -278,6 +280,8 @@ impl View {
         let t = table.view().id_table();
         View {
             ids: t.range_in(&table.index),
+            slots: t.range_in(&table.index).len()
+                / std::mem::size_of::<crate::format::index::IdSlot>(),
             table,
             recent,
             names,
@@ -293,7 +297,7 @@ impl View {
             return found;
         }
         let ids = self.table.index.get(self.ids.clone())?;
-        IdTable::new(ids).found(key)
+        IdTable::new(ids).found_in(key, self.slots)
     }
 
     fn damage(&self, key: u64) -> Option<(Damaged, u64)> {

@@ -677,8 +677,17 @@ impl<'a> IdTable<'a> {
     /// lookups of a loop stay in flight together.
     #[inline]
     pub fn found(&self, key: u64) -> Option<(Option<i64>, u8)> {
-        let n = self.ids.len() / ID;
-        if n == 0 || key == 0 {
+        self.found_in(key, self.ids.len() / ID)
+    }
+
+    /// [`IdTable::found`] given the table's slot count `n` (a caller
+    /// that probes often keeps it, rather than divide on every lookup).
+    /// `key` is a peer key, never 0 (peer ids are non-zero in 42 bits).
+    #[inline]
+    pub fn found_in(&self, key: u64, n: usize) -> Option<(Option<i64>, u8)> {
+        debug_assert_eq!(n, self.ids.len() / ID);
+        debug_assert_ne!(key, 0);
+        if n == 0 {
             return None;
         }
         let i = start(id_hash(key), n);
