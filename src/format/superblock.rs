@@ -274,8 +274,13 @@ impl Superblock {
 
     /// Every region this superblock keeps alive (non-empty ones).
     pub fn regions(&self) -> Vec<Extent> {
+        // Regions occupy whole pages, whatever length a (hostile) slot
+        // gives the log: free space starts on a page boundary.
         let mut v = vec![
-            self.log,
+            Extent {
+                offset: self.log.offset,
+                len: super::page_round(self.log.len),
+            },
             Extent {
                 offset: self.index.offset,
                 len: super::page_round(self.index.len),
@@ -459,6 +464,18 @@ mod tests {
         sb.generation = COUNTER_LIMIT - 1;
         sb.next_seq = COUNTER_LIMIT - 1;
         assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
+    }
+
+    /// Regression (found by fuzzing): a slot whose log length is not a
+    /// page multiple (valid: only the offset must be aligned) made free
+    /// space start mid-page, and the next checkpoint wrote a segment at a
+    /// misaligned offset that no open accepted.
+    #[test]
+    fn regions_are_whole_pages_whatever_the_log_length() {
+        let mut sb = sample();
+        sb.log.len = 4096 + 100;
+        let log = sb.regions()[0];
+        assert_eq!((log.offset, log.len), (sb.log.offset, 2 * PAGE));
     }
 
     #[test]
