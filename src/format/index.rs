@@ -606,69 +606,19 @@ impl<'a> IdTable<'a> {
             .map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
     }
 
-    /// The slot holding `key`. A corrupt table that is full ends the probe
-    /// after one lap instead of looping.
-    #[inline]
+    /// The slot holding `key`: the checked walk from the key's home, where
+    /// every slot read is checked before it decides anything (a damaged
+    /// one is [`Damaged`]), so an answer "absent" means every slot that
+    /// could have held the key is sound. A corrupt table that is full ends
+    /// the probe after one lap instead of looping. Lookups of access
+    /// hashes take [`IdTable::found`], which checks less for the same
+    /// guarantee.
     pub fn get(&self, key: u64) -> IdProbe<'a> {
         let n = self.ids.len() / ID;
         if n == 0 || key == 0 {
             return Ok(None);
         }
-        let i = start(id_hash(key), n);
-        // Fast path: almost every probe run ends within a few slots, so
-        // the first FAST slots are examined without a branch per slot (a
-        // branch on freshly missed memory mispredicts often and stalls the
-        // next lookup behind it). A run ends at the key, at an empty slot,
-        // or at a resident closer to its home than the probe is to the
-        // key's. Only the slot that answers is checked on a hit (keys are
-        // unique: a damaged slot passed on the way cannot have held the
-        // key and let a later slot hold it too); an answer "absent" first
-        // checks every slot the probe passed.
-        if let Some(win) = self.ids.get(i * ID..(i + FAST) * ID) {
-            let word =
-                |at: usize| u64::from_le_bytes(win[at..at + 8].try_into().unwrap_or_default());
-            // Hits and run ends are found separately, so a hit does not
-            // wait for the distance words.
-            let (mut before, mut run) = (0usize, true);
-            for j in 0..FAST {
-                run &= word(j * ID) != key;
-                before += run as usize;
-            }
-            if before < FAST {
-                let s: &IdSlot = bytemuck::from_bytes(&win[before * ID..before * ID + ID]);
-                return if s.is_sound() {
-                    Ok(Some(s))
-                } else {
-                    Err(Damaged {
-                        table: Table::Id,
-                        slot: i + before,
-                    })
-                };
-            }
-            // The run ends where slot `j` is empty or holds a resident less
-            // than `j` from its home. The test is one integer whose sign
-            // bit says "ended": an `|` of booleans is compiled to a branch
-            // per slot, and for absent keys those branches mispredict.
-            let mut ends = 0u64;
-            for j in 0..FAST {
-                let k = word(j * ID);
-                // Sign bit set iff `k == 0`.
-                let empty = !(k | k.wrapping_neg());
-                let short = (word(j * ID + 16) >> 56).wrapping_sub(j as u64);
-                ends |= empty | short;
-            }
-            if (ends as i64) < 0 {
-                // Absent: the checked walk decides, from the home.
-                return self.probe(key, i, 0, n);
-            }
-            // The window fit, so `i + FAST <= n`.
-            let next = if i + FAST == n { 0 } else { i + FAST };
-            return match self.probe(key, next, FAST, n) {
-                Ok(None) => self.check_window(i),
-                other => other,
-            };
-        }
-        self.probe(key, i, 0, n)
+        self.probe(key, start(id_hash(key), n), 0, n)
     }
 
     /// [`IdTable::get`] for the hot path: the access hash and flags, with
@@ -691,9 +641,17 @@ impl<'a> IdTable<'a> {
             return None;
         }
         let i = start(id_hash(key), n);
+        // Almost every probe run ends within a few slots, so the first FAST
+        // slots are examined without a branch per slot (a branch on freshly
+        // missed memory mispredicts often and stalls the next lookup behind
+        // it). A hit checks only its own slot: keys are unique, so a
+        // damaged slot passed on the way cannot have hidden the key while a
+        // later slot holds it. An answer "absent" checks every slot passed.
         if let Some(win) = self.ids.get(i * ID..(i + FAST) * ID) {
             let word =
                 |at: usize| u64::from_le_bytes(win[at..at + 8].try_into().unwrap_or_default());
+            // Hits and run ends are found separately, so a hit does not
+            // wait for the distance words.
             let (mut before, mut run) = (0usize, true);
             for j in 0..FAST {
                 run &= word(j * ID) != key;
@@ -709,7 +667,8 @@ impl<'a> IdTable<'a> {
                 return Some((has.then_some(ah as i64), flags));
             }
             // Bit `j` set: the run ends at slot `j` (empty, or a resident
-            // closer to its home than `j`).
+            // closer to its home than `j`). Computed without a branch per
+            // slot: for absent keys those branches mispredict.
             let mut ends = 0u64;
             for j in 0..FAST {
                 let k = word(j * ID);
@@ -727,14 +686,13 @@ impl<'a> IdTable<'a> {
                 }
                 return (x != 0).then_some((None, DAMAGED_FLAG));
             }
-            {
-                // The window fit, so `i + FAST <= n`.
-                let next = if i + FAST == n { 0 } else { i + FAST };
-                return Self::answer(match self.probe(key, next, FAST, n) {
-                    Ok(None) => self.check_window(i),
-                    other => other,
-                });
-            }
+            // A longer run: on past the window (the window fit, so
+            // `i + FAST <= n`), checking the window before a miss.
+            let next = if i + FAST == n { 0 } else { i + FAST };
+            return Self::answer(match self.probe(key, next, FAST, n) {
+                Ok(None) => self.check_window(i),
+                other => other,
+            });
         }
         self.found_slow(key)
     }
