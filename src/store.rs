@@ -406,6 +406,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The highest synced commit that is not an empty proof commit (which
+    /// proves nothing new itself).
+    fn last_real_synced(&self) -> u64 {
+        if self.synced_seq == self.marker_seq {
+            self.synced_seq.saturating_sub(1)
+        } else {
+            self.synced_seq
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -827,7 +837,33 @@ fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
     w.synced_seq = w.next_seq.saturating_sub(1);
     w.last_sync = Instant::now();
     w.stats.syncs += 1;
+    write_sync_mark(file, w);
     Ok(())
+}
+
+/// After a sync: the sync mark names the highest commit now synced (not
+/// synced itself: if it is lost, nothing is lost but the proof). Every
+/// sync writes it, a background one and a durable commit's included, so
+/// that damage to the last synced commits is reported even when the
+/// process then dies without `sync()` or a close (FORMAT.md, "Sync
+/// mark"). One 12-byte write per sync. Best effort: the commits are
+/// already durable, so a failed write only loses the proof (the next
+/// write to the file reports the trouble).
+fn write_sync_mark(file: &dyn RawFile, w: &mut Writer) {
+    let real = w.last_real_synced();
+    if real == 0 || w.marked_seq >= real {
+        return;
+    }
+    let mut mark = [0u8; 12];
+    mark[..8].copy_from_slice(&real.to_le_bytes());
+    let crc = masked_crc(&mark[..8]);
+    mark[8..].copy_from_slice(&crc.to_le_bytes());
+    if file
+        .write_at(&mark, crate::format::SYNC_MARK_OFFSET)
+        .is_ok()
+    {
+        w.marked_seq = real;
+    }
 }
 
 /// Files larger than this get a relocating pass from [`Store::compact`].
@@ -1116,25 +1152,7 @@ impl Inner {
         if w.read_only || w.poisoned.is_some() {
             return Ok(());
         }
-        // The empty commit written by the last call proves nothing new.
-        let real = if w.synced_seq == w.marker_seq {
-            w.synced_seq.saturating_sub(1)
-        } else {
-            w.synced_seq
-        };
-        if real > 0 && w.marked_seq < real {
-            // Outside the log too, so that damage over the log's end
-            // (the last commits and the empty one after them) is not
-            // taken for an end.
-            let mut mark = [0u8; 12];
-            mark[..8].copy_from_slice(&real.to_le_bytes());
-            let crc = masked_crc(&mark[..8]);
-            mark[8..].copy_from_slice(&crc.to_le_bytes());
-            self.file
-                .write_at(&mark, crate::format::SYNC_MARK_OFFSET)
-                .map_err(w.poison("writing the sync mark"))?;
-            w.marked_seq = real;
-        }
+        let real = w.last_real_synced();
         if w.proven_seq >= real {
             return Ok(());
         }

@@ -89,7 +89,8 @@ fn damage_followed_by_synced_commits_is_corruption() {
     b.put(b"two", b"2").unwrap();
     let after = file.live();
     b.put(b"three", b"3").unwrap();
-    let start = before.iter().zip(&after).position(|(x, y)| x != y).unwrap();
+    // The first change in the log (the header's sync mark changes too).
+    let start = first_log_change(&before, &after);
     let mut img = file.live();
     img[start + 20] ^= 1;
     match reopen_image(img, small_opts(Durability::Immediate)) {
@@ -181,4 +182,38 @@ fn newer_version_is_refused() {
         }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// The sync mark is written after every sync of the log, not only by
+/// `sync()` and a close: a process that dies after a durable commit (no
+/// close, nothing after it) still leaves the proof, so a damaged last
+/// commit is `Corrupt`, never dropped as a torn tail.
+#[test]
+fn damage_to_the_last_durable_commit_of_a_dead_process_is_corruption() {
+    let (file, store) = mem_store(small_opts(Durability::Immediate));
+    let b = store.bucket("b").unwrap();
+    b.put(b"one", b"1").unwrap();
+    let before = file.live();
+    b.put(b"two", b"2").unwrap();
+    // The process dies here: the image is taken with the store open.
+    let mut img = file.live();
+    let start = first_log_change(&before, &img);
+    img[start + 20] ^= 1;
+    match reopen_image(img, small_opts(Durability::Immediate)) {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("sync mark"), "{what}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    drop((b, store));
+}
+
+/// The first byte past the header (where the log of a new store starts)
+/// that differs between two images.
+fn first_log_change(before: &[u8], after: &[u8]) -> usize {
+    let header = 8192;
+    before[header..]
+        .iter()
+        .zip(&after[header..])
+        .position(|(x, y)| x != y)
+        .unwrap()
+        + header
 }

@@ -21,7 +21,7 @@ pub const ACCOUNT: &str = "bot";
 /// Raw bucket the builder writes to.
 pub const RAW: &str = "files";
 /// The first 8 bytes of every superblock copy (FORMAT.md).
-pub const MAGIC: [u8; 8] = [0x89, 0x50, 0x4C, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
+pub const MAGIC: [u8; 8] = peerlog::format::superblock::MAGIC;
 
 /// splitmix64, as in `common/model.rs` (repeated so the fuzz crate can use
 /// this file on its own).
