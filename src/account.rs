@@ -959,10 +959,7 @@ impl Storage for Account {
     }
     #[inline]
     fn access_hash(&self, id: PeerId) -> Result<Option<i64>> {
-        Ok(self
-            .store
-            .peer_hash(self.number, id.bot_api())?
-            .and_then(|(h, _)| h))
+        self.store.peer_hash_only(self.number, id.bot_api())
     }
     fn peer_by_username(&self, username: &str) -> Result<Option<Peer>> {
         match normalize_username(username) {

@@ -771,6 +771,12 @@ impl Store {
     ) -> Result<Option<(Option<i64>, u8)>> {
         self.inner.lookup.checked(peer_key(account, peer_id))
     }
+
+    /// [`Store::peer_hash`] without the flags.
+    #[inline]
+    pub(crate) fn peer_hash_only(&self, account: u32, peer_id: i64) -> Result<Option<i64>> {
+        self.inner.lookup.access_hash(peer_key(account, peer_id))
+    }
 }
 
 fn spawn_flusher(
