@@ -31,26 +31,24 @@
 //! counter. Queue and dedup sequence numbers continue from the largest live
 //! one.
 
-use crate::bytes::Bytes;
+use crate::sys::bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::engine::state::State;
+use crate::engine::store::{Change, Options, RecordList, Store};
 use crate::error::{Error, Result};
 use crate::format::NUM_BUCKETS;
+use crate::format::bucket::{CONVERSATIONS, DEDUP, MAX_KEY_LEN, META, QUEUE, SESSION, STATE};
+use crate::format::codec::{DecodeError, Reader, Writer};
 use crate::format::commit::Op;
 use crate::format::index::NameKind;
 use crate::format::peer_record::{MAX_ACCOUNT, PRIMARY, PeerRecordRef, RecordBuf, peer_key};
-use crate::io::MemFile;
 use crate::session::{DcAuth, Session};
-use crate::state::State;
 use crate::storage::Storage;
-use crate::store::{
-    CONVERSATIONS, Change, DEDUP, MAX_KEY_LEN, META, Options, QUEUE, RecordList, SESSION, STATE,
-    Store,
-};
+use crate::sys::io::MemFile;
 use crate::types::{
     ChannelState, Conversation, DurableUpdate, PHONE_RULE, Peer, PeerId, USERNAME_RULE,
     UpdateState, check_channel_id, check_conversation_ids, normalize_phone, normalize_username,

@@ -1,9 +1,10 @@
 //! Raw buckets: named byte-key, byte-value maps for anything the typed API
 //! does not cover, and [`Batch`] to change several of them atomically.
 
+use crate::engine::store::{Change, Store};
 use crate::error::{Error, Result};
+use crate::format::bucket::{MAX_KEY_LEN, RAW, check_put};
 use crate::format::commit::Op;
-use crate::store::{Change, MAX_KEY_LEN, RAW, Store, check_put};
 use std::ops::Bound;
 
 /// A named raw bucket. Cheap to clone; see [`Store::bucket`].

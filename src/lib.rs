@@ -8,40 +8,30 @@
 
 mod account;
 pub mod bucket;
-mod bytes;
-pub mod codec;
 pub mod conformance;
+mod engine;
 mod error;
 pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
-pub mod io;
-mod logscan;
-mod lookup;
-mod mmap;
 mod peers;
 pub mod pool;
-mod rcu;
-mod recovery;
-mod state;
-mod stats;
 mod storage;
-mod store;
-mod verify;
+mod sys;
 
 pub use account::{Account, MemoryStorage, Transaction};
 pub use bucket::{Batch, Bucket};
+pub use engine::stats::{BucketStats, Stats};
+pub use engine::store::{Compaction, Durability, Options, Store};
+pub use engine::verify::{Problem, RepairReport, VerifyReport, verify_file};
 pub use error::{Error, Result};
+pub use format::bucket::{BUCKET_NAMES, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use format::codec;
 pub use format::peer_record::PeerRecord;
-pub use mmap::Region;
 pub use pool::{AsPoolKey, MAX_POOL_NAME_LEN, Pool, PoolHandle, PoolKey, PoolOptions, PoolStats};
-pub use stats::{BucketStats, Stats};
 pub use storage::Storage;
-pub use store::{
-    BUCKET_NAMES, Compaction, Durability, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, Options,
-    Store,
-};
-pub use verify::{Problem, RepairReport, VerifyReport, verify_file};
+pub use sys::io;
+pub use sys::mmap::Region;
 pub mod session;
 pub mod types;
 

@@ -51,9 +51,9 @@
 //! you need is reaped.
 
 use crate::account::Account;
+use crate::engine::store::{Durability, Options, Store};
 use crate::error::{Error, Result};
-use crate::io::MemFile;
-use crate::store::{Durability, Options, Store};
+use crate::sys::io::MemFile;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::fmt;

@@ -32,7 +32,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::format::codec::{DecodeError, Reader, Writer};
 
 /// Length of an MTProto authorization key in bytes.
 pub const AUTH_KEY_LEN: usize = 256;

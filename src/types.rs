@@ -2,11 +2,11 @@
 //! state, durable updates and conversations.
 //!
 //! Every record type has an explicit, versioned binary encoding built on
-//! [`crate::codec`] (little-endian). Each encoding starts with a one-byte
+//! [`crate::format::codec`] (little-endian). Each encoding starts with a one-byte
 //! version (currently `1`); decoders reject unknown versions and trailing
 //! bytes, and never panic on hostile input.
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::format::codec::{DecodeError, Reader, Writer};
 
 /// Offset added to a bare channel id to form its (negated) Bot API id.
 const CHANNEL_OFFSET: i64 = 1_000_000_000_000;

@@ -15,7 +15,7 @@
 
 use super::NUM_BUCKETS;
 use super::peer_record::PeerRecordRef;
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::format::codec::{DecodeError, Reader, Writer};
 
 /// Bytes before the ops.
 pub const HEADER_LEN: usize = 20;
@@ -172,7 +172,7 @@ pub fn decode(payload: &[u8]) -> Result<Commit, DecodeError> {
         let op = match r.u8()? {
             c @ (1 | 2) => {
                 let bucket = r.u8()?;
-                if bucket as usize >= NUM_BUCKETS || bucket == crate::store::PEERS {
+                if bucket as usize >= NUM_BUCKETS || bucket == super::bucket::PEERS {
                     return Err(bad);
                 }
                 let key = r.bytes()?.to_vec();

@@ -4,6 +4,8 @@
 //! Every integer is little-endian. Every structure that is read straight out
 //! of a mapping is a `#[repr(C)]` struct of byte arrays (align 1, no padding).
 
+pub mod bucket;
+pub mod codec;
 pub mod commit;
 pub mod frame;
 pub mod index;

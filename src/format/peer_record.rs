@@ -14,7 +14,7 @@
 //! | … | phone_len | phone | ASCII |
 //! | … | rest | tail | owned by the typed layer |
 
-use crate::codec::DecodeError;
+use crate::format::codec::DecodeError;
 
 /// Bytes before the usernames.
 pub const FIXED_LEN: usize = 23;

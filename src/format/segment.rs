@@ -27,7 +27,7 @@
 //! costs ~20 and still catches every change confined to one byte. Version 1 entries had no CRC
 //! ([`legacy_peers`]); they are converted when such a file is opened.
 
-use crate::codec::DecodeError;
+use crate::format::codec::DecodeError;
 
 /// One decoded entry, or where and why decoding stopped.
 pub type EntryResult<'a> = Result<(&'a [u8], &'a [u8]), (usize, DecodeError)>;

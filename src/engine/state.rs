@@ -2,7 +2,6 @@
 //! and the peer table as a mapped generation plus a small overlay of the
 //! peers changed since it was written.
 
-use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::format::NUM_BUCKETS;
 use crate::format::commit::Op;
@@ -10,8 +9,9 @@ use crate::format::index::{self, IndexView, NameKind, name_hash};
 use crate::format::peer_record::{self, PeerRecordRef};
 use crate::format::segment;
 use crate::format::superblock::{Extent, SegmentRef};
-use crate::lookup::{Found, Lookup};
-use crate::mmap::Region;
+use crate::peers::lookup::{Found, Lookup};
+use crate::sys::bytes::Bytes;
+use crate::sys::mmap::Region;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;

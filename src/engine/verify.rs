@@ -2,16 +2,17 @@
 //! points at, every record against the index, and the file against the
 //! open store's memory.
 
+use crate::engine::state::{PeerGen, State};
+use crate::engine::stats::count_tag;
+use crate::engine::store::{Options, Store, Writer};
 use crate::error::{Error, Result};
+use crate::format::bucket::{BUCKET_NAMES, DEDUP, PEERS, QUEUE};
 use crate::format::index::{self, NameKind, name_hash};
 use crate::format::masked_crc;
 use crate::format::superblock::{
     COUNTER_HEADROOM, COUNTER_LIMIT, Extent, GENERATION_OFFSET, NEXT_SEQ_OFFSET, Superblock,
 };
-use crate::io::{FileBackend, RawFile};
-use crate::state::{PeerGen, State};
-use crate::stats::count_tag;
-use crate::store::{BUCKET_NAMES, DEDUP, Options, PEERS, QUEUE, Store, Writer};
+use crate::sys::io::{FileBackend, RawFile};
 use std::path::Path;
 
 /// One thing [`Store::verify`] found wrong.
@@ -207,7 +208,7 @@ fn check_file(file: &dyn RawFile, path: Option<&Path>, r: &mut VerifyReport) -> 
         create: false,
         ..Options::default()
     };
-    match crate::recovery::load(file, &opts, path) {
+    match crate::engine::open::load(file, &opts, path) {
         Ok((state, w)) => {
             if w.stats.index_rebuilt {
                 r.push(
@@ -419,7 +420,7 @@ impl Store {
             w.index_unsaved = true;
             let done = self
                 .inner
-                .checkpoint(&mut w, crate::store::Mode::Compact, 0);
+                .checkpoint(&mut w, crate::engine::store::Mode::Compact, 0);
             let salvaged = w.salvage.take().unwrap_or_default();
             done?;
             w.stats.repairs += 1;
@@ -446,10 +447,10 @@ pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifyReport> {
         ..Options::default()
     };
     let path = path.as_ref();
-    let (file, mark) = crate::recovery::open_locked(path, &opts)?;
+    let (file, mark) = crate::engine::open::open_locked(path, &opts)?;
     let mut r = VerifyReport::default();
     r.warnings
-        .extend(crate::recovery::mode_warning(&file, path));
+        .extend(crate::engine::open::mode_warning(&file, path));
     check_file(&FileBackend::with_mark(file, mark), Some(path), &mut r);
     Ok(r)
 }

@@ -1,7 +1,8 @@
 //! What [`Store::stats`] reports.
 
+use crate::engine::store::{Compaction, Store};
 use crate::format::NUM_BUCKETS;
-use crate::store::{BUCKET_NAMES, Compaction, DEDUP, PEERS, QUEUE, Store};
+use crate::format::bucket::{BUCKET_NAMES, DEDUP, PEERS, QUEUE};
 
 /// Sizes of one bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! crash simulator that keeps what was synced apart from what was only
 //! written.
 
-use crate::mmap::Region;
+use crate::sys::mmap::Region;
 use parking_lot::Mutex;
 use std::fs::File;
 use std::io;
@@ -38,7 +38,7 @@ pub trait RawFile: Send + Sync + std::fmt::Debug {
 pub struct FileBackend {
     file: File,
     /// Marks the file open in this process while the backend lives.
-    _mark: Option<crate::recovery::OpenMark>,
+    _mark: Option<crate::engine::open::OpenMark>,
 }
 
 impl FileBackend {
@@ -49,7 +49,7 @@ impl FileBackend {
 
     /// [`FileBackend::new`] for a file opened by path, which stays marked
     /// open in this process while the backend lives.
-    pub(crate) fn with_mark(file: File, mark: Option<crate::recovery::OpenMark>) -> Self {
+    pub(crate) fn with_mark(file: File, mark: Option<crate::engine::open::OpenMark>) -> Self {
         Self { file, _mark: mark }
     }
     /// The file.
@@ -75,7 +75,7 @@ impl RawFile for FileBackend {
         self.file.sync_data()
     }
     fn map(&self, offset: u64, len: u64) -> io::Result<Option<Region>> {
-        crate::mmap::map(&self.file, offset, len).map(Some)
+        crate::sys::mmap::map(&self.file, offset, len).map(Some)
     }
 }
 

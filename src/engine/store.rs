@@ -13,7 +13,12 @@
 //! then flips the superblock and syncs again. A crash at any point reopens to
 //! the old superblock or the new one.
 
+use crate::engine::state::{
+    FastMap, NameOwners, OldNames, PeerGen, PeerState, State, Tracking, carry_size, names_of,
+    old_names,
+};
 use crate::error::{Error, Result};
+use crate::format::bucket::{BUCKET_NAMES, MAX_COMMIT_LEN, PEERS, check_key, check_put};
 use crate::format::commit::{self, Op, OpRef};
 use crate::format::frame;
 use crate::format::index::name_hash;
@@ -24,44 +29,12 @@ use crate::format::peer_record::{
 use crate::format::segment;
 use crate::format::superblock::{self, COUNTER_LIMIT, Extent, SegmentRef, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, PAGE, mask, masked_crc, page_round};
-use crate::io::{FileBackend, MemFile, RawFile};
-use crate::mmap::Region;
-use crate::state::{
-    FastMap, NameOwners, OldNames, PeerGen, PeerState, State, Tracking, carry_size, names_of,
-    old_names,
-};
+use crate::sys::io::{FileBackend, MemFile, RawFile};
+use crate::sys::mmap::Region;
 use parking_lot::{Mutex, RwLock};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
-
-/// Bucket numbers of the format (see FORMAT.md, "Buckets").
-pub(crate) const META: u8 = 0;
-pub(crate) const SESSION: u8 = 1;
-pub(crate) const PEERS: u8 = 2;
-pub(crate) const STATE: u8 = 3;
-pub(crate) const DEDUP: u8 = 4;
-pub(crate) const QUEUE: u8 = 5;
-pub(crate) const CONVERSATIONS: u8 = 6;
-pub(crate) const RAW: u8 = 7;
-/// Bucket names, by number.
-pub const BUCKET_NAMES: [&str; NUM_BUCKETS] = [
-    "meta",
-    "session",
-    "peers",
-    "state",
-    "dedup",
-    "queue",
-    "conversations",
-    "raw",
-];
-
-/// Largest key in a bucket.
-pub const MAX_KEY_LEN: usize = 4096;
-/// Largest value in a bucket.
-pub const MAX_VALUE_LEN: usize = 64 << 20;
-/// Largest commit (all its ops encoded).
-pub const MAX_COMMIT_LEN: usize = 1 << 30;
 
 /// When a commit is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +121,7 @@ pub(crate) struct Inner {
     pub file: Arc<dyn RawFile>,
     pub state: RwLock<State>,
     /// Lock-free access-hash lookups (`state.peers.lookup`).
-    lookup: Arc<crate::lookup::Lookup>,
+    lookup: Arc<crate::peers::lookup::Lookup>,
     pub writer: Arc<Mutex<Writer>>,
     /// What [`Store::stats`] reports of the writer, copied whenever the
     /// writer lock is released ([`WriterGuard`]), so that stats never
@@ -523,33 +496,6 @@ impl Writer {
     }
 }
 
-/// Stored keys carry an internal prefix (bucket name, account) on top of
-/// the caller's key.
-const MAX_STORED_KEY: usize = MAX_KEY_LEN + 512;
-
-pub(crate) fn check_key(key: &[u8]) -> Result<()> {
-    if key.len() > MAX_STORED_KEY {
-        return Err(Error::TooLarge {
-            what: "key",
-            len: key.len(),
-            max: MAX_KEY_LEN,
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_put(key: &[u8], value: &[u8]) -> Result<()> {
-    check_key(key)?;
-    if value.len() > MAX_VALUE_LEN {
-        return Err(Error::TooLarge {
-            what: "value",
-            len: value.len(),
-            max: MAX_VALUE_LEN,
-        });
-    }
-    Ok(())
-}
-
 impl Store {
     /// Opens or creates the store at `path` with default [`Options`].
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
@@ -566,8 +512,8 @@ impl Store {
     /// there is an error. I/O errors name `path`.
     pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let (file, mark) = crate::recovery::open_locked(&path, &opts)?;
-        let mode_warning = crate::recovery::mode_warning(&file, &path);
+        let (file, mark) = crate::engine::open::open_locked(&path, &opts)?;
+        let mode_warning = crate::engine::open::mode_warning(&file, &path);
         Self::open_inner(
             Arc::new(FileBackend::with_mark(file, mark)),
             opts,
@@ -598,7 +544,7 @@ impl Store {
         mode_warning: Option<String>,
     ) -> Result<Store> {
         let (state, writer) =
-            crate::recovery::load(&*file, &opts, path.as_deref()).map_err(|e| match &path {
+            crate::engine::open::load(&*file, &opts, path.as_deref()).map_err(|e| match &path {
                 Some(p) => e.at_path(p),
                 None => e,
             })?;
@@ -758,7 +704,7 @@ impl Store {
     /// The lock-free lookups (ids, and names that did not change since
     /// the generation).
     #[inline]
-    pub(crate) fn lookup(&self) -> &crate::lookup::Lookup {
+    pub(crate) fn lookup(&self) -> &crate::peers::lookup::Lookup {
         &self.inner.lookup
     }
 
@@ -1460,7 +1406,7 @@ impl Inner {
             .set_len(w.file_len)
             .map_err(w.poison("extending the file"))?;
         self.file.sync().map_err(w.poison("syncing new regions"))?;
-        crate::recovery::write_superblock(&*self.file, &new_sb)
+        crate::engine::open::write_superblock(&*self.file, &new_sb)
             .map_err(w.poison("writing the superblock"))?;
         self.file
             .sync()

@@ -2,19 +2,20 @@
 //! generation, replay the log written since the last checkpoint, and tell a
 //! torn tail (truncated and reported) from corruption (an error).
 
-use crate::bytes::Bytes;
+use crate::engine::logscan::{LogReader, later_commit_proving};
+use crate::engine::state::{PeerGen, State, Tracking};
+use crate::engine::store::{Options, Writer, WriterStats};
 use crate::error::{Error, Result};
+use crate::format::bucket::{BUCKET_NAMES, PEERS};
 use crate::format::commit;
 use crate::format::frame;
 use crate::format::index;
 use crate::format::segment;
 use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
-use crate::io::RawFile;
-use crate::logscan::{LogReader, later_commit_proving};
-use crate::mmap::Region;
-use crate::state::{PeerGen, State, Tracking};
-use crate::store::{BUCKET_NAMES, Options, PEERS, Writer, WriterStats};
+use crate::sys::bytes::Bytes;
+use crate::sys::io::RawFile;
+use crate::sys::mmap::Region;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
@@ -32,7 +33,7 @@ const RESTORE: &str = "restore it from a backup (a copy of the file taken while 
 static OPEN_FILES: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
 
 /// A store file's entry in [`OPEN_FILES`], removed when dropped (with the
-/// file: [`crate::io::FileBackend`] keeps it).
+/// file: [`crate::sys::io::FileBackend`] keeps it).
 #[derive(Debug)]
 pub(crate) struct OpenMark((u64, u64));
 
@@ -181,7 +182,7 @@ fn create_new(path: &Path, opts: &Options) -> Result<()> {
         file.write_all_at(&zeros[..n], at).map_err(fail)?;
         at += n as u64;
     }
-    let backend = crate::io::FileBackend::new(file);
+    let backend = crate::sys::io::FileBackend::new(file);
     init(&backend, opts).map_err(|e| e.at_path(path))?;
     drop(backend);
     match std::fs::hard_link(&temp.0, path) {
@@ -839,10 +840,11 @@ fn legacy_peer_gen(
 #[cfg(test)]
 mod tests {
     use crate::Storage;
+    use crate::engine::store::{Durability, Options, Store};
+    use crate::format::bucket::PEERS;
     use crate::format::superblock::{self, Superblock};
     use crate::format::{index, masked_crc};
-    use crate::io::MemFile;
-    use crate::store::{Durability, Options, PEERS, Store};
+    use crate::sys::io::MemFile;
     use crate::types::{Peer, PeerId};
     use std::sync::Arc;
 

@@ -2,10 +2,10 @@
 //! typed API ([`crate::Account`]) is built on this; use this layer for
 //! custom surfaces and tests.
 
+use crate::engine::store::{Change, RecordList, Store};
 use crate::error::{Error, Result};
 use crate::format::index::{NameKind, name_hash};
 use crate::format::peer_record::{PeerRecord, peer_key, split_key};
-use crate::store::{Change, RecordList, Store};
 use crate::types::normalize_phone;
 
 impl Store {

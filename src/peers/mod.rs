@@ -1,0 +1,3 @@
+//! The peer table: lock-free lookups by peer id and by name.
+
+pub(crate) mod lookup;
