@@ -3,7 +3,7 @@
 //! torn tail (truncated and reported) from corruption (an error).
 
 use crate::engine::logscan::{LogReader, later_commit_proving};
-use crate::engine::state::{PeerGen, State, Tracking};
+use crate::engine::state::{State, Tracking};
 use crate::engine::store::{Options, Writer, WriterStats};
 use crate::error::{Error, Result};
 use crate::format::bucket::{BUCKET_NAMES, PEERS};
@@ -13,8 +13,10 @@ use crate::format::index;
 use crate::format::segment;
 use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
+use crate::peers::generation::PeerGen;
 use crate::sys::bytes::Bytes;
 use crate::sys::io::RawFile;
+use crate::sys::io::{OpenMark, open_in_this_process};
 use crate::sys::mmap::Region;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -26,49 +28,6 @@ const OWNER_MAGIC: u32 = 0x504c_4f47;
 
 /// What to do about a truncated store.
 const RESTORE: &str = "restore it from a backup (a copy of the file taken while no process had it open), or copy it again from where it came from";
-
-/// The files this process holds open as stores, by (device, inode), so
-/// that [`Error::Locked`] can say when the holder is this process. A
-/// multiset: read-only handles may share a file.
-static OPEN_FILES: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
-
-/// A store file's entry in [`OPEN_FILES`], removed when dropped (with the
-/// file: [`crate::sys::io::FileBackend`] keeps it).
-#[derive(Debug)]
-pub(crate) struct OpenMark((u64, u64));
-
-impl OpenMark {
-    fn new(file: &File) -> Option<OpenMark> {
-        use std::os::unix::fs::MetadataExt;
-        let m = file.metadata().ok()?;
-        let id = (m.dev(), m.ino());
-        OPEN_FILES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(id);
-        Some(OpenMark(id))
-    }
-}
-
-impl Drop for OpenMark {
-    fn drop(&mut self) {
-        let mut open = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = open.iter().position(|&id| id == self.0) {
-            open.swap_remove(i);
-        }
-    }
-}
-
-fn open_in_this_process(file: &File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = file.metadata() else {
-        return false;
-    };
-    OPEN_FILES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&(m.dev(), m.ino()))
-}
 
 /// True unless `pid` is known to be gone (`/proc` on Linux; elsewhere the
 /// record is believed).
@@ -579,7 +538,7 @@ pub(crate) fn load(
     let mut log = LogReader::new(file, sb.log.offset, sb.log.len)?;
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
-    state.replaying(true);
+    state.peers.replaying(true);
     while let Some(f) = log.frame(pos)? {
         if f.kind != frame::KIND_COMMIT || commit::peek(f.payload).map(|(s, _)| s) != Ok(seq) {
             break;
@@ -600,7 +559,7 @@ pub(crate) fn load(
         pos += n;
         seq += 1;
     }
-    state.replaying(false);
+    state.peers.replaying(false);
     // The sync mark: commits through `mark` were synced, so a log that
     // ends before them was damaged, not torn.
     let mark = read_sync_mark(file, len)?;
@@ -745,16 +704,7 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
             && header.segment_offset == seg_ref.offset
             && header.peer_count == seg_ref.count
         {
-            return Ok((
-                PeerGen {
-                    seg,
-                    index,
-                    header,
-                    seg_ref,
-                    index_extent: sb.index,
-                },
-                false,
-            ));
+            return Ok((PeerGen::new(seg, index, header, seg_ref, sb.index), false));
         }
     }
     // Missing, stale or damaged: rebuild from the segment, which must then
@@ -773,28 +723,10 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
             "peer segment checksum mismatch",
         ));
     }
-    let mut g = PeerGen {
-        seg,
-        index: Region::Heap(vec![]),
-        header: Default::default(),
-        seg_ref,
-        index_extent: sb.index,
-    };
-    let mut recs = Vec::new();
-    for e in g.records() {
-        let (off, r) = e?;
-        recs.push((off, r.bytes().to_vec()));
-    }
-    let parsed = recs.iter().filter_map(|(off, b)| {
-        Some((
-            *off,
-            crate::format::peer_record::PeerRecordRef::parse(b).ok()?,
-        ))
-    });
-    let bytes = index::build(parsed, recs.len(), seg_ref.offset, opts.index_load);
-    g.header = index::Header::decode(&bytes).map_err(|e| Error::corrupt(sb.index.offset, e))?;
-    g.index = Region::Heap(bytes);
-    Ok((g, true))
+    Ok((
+        PeerGen::rebuilt(seg, seg_ref, sb.index, opts.index_load)?,
+        true,
+    ))
 }
 
 /// A version 1 peer table, converted in memory: its entries carry no CRC
@@ -814,27 +746,11 @@ fn legacy_peer_gen(
         ));
     }
     let mut bytes = Vec::with_capacity(seg.len() + seg.len() / 8);
-    let mut count = 0usize;
     for e in segment::legacy_peers(if seg_ref.len > 0 { &seg } else { &[] }) {
         let (_, rec) = e.map_err(|(at, e)| Error::corrupt(seg_ref.offset + at as u64, e.what))?;
         segment::put_peer(&mut bytes, rec);
-        count += 1;
     }
-    let mut g = PeerGen {
-        seg: Region::Heap(bytes),
-        index: Region::Heap(vec![]),
-        header: Default::default(),
-        seg_ref,
-        index_extent: sb.index,
-    };
-    let mut recs = Vec::with_capacity(count);
-    for e in g.records() {
-        recs.push(e?);
-    }
-    let built = index::build(recs.into_iter(), count, seg_ref.offset, opts.index_load);
-    g.header = index::Header::decode(&built).map_err(|e| Error::corrupt(sb.index.offset, e))?;
-    g.index = Region::Heap(built);
-    Ok(g)
+    PeerGen::rebuilt(Region::Heap(bytes), seg_ref, sb.index, opts.index_load)
 }
 
 #[cfg(test)]

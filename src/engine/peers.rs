@@ -2,10 +2,11 @@
 //! typed API ([`crate::Account`]) is built on this; use this layer for
 //! custom surfaces and tests.
 
-use crate::engine::store::{Change, RecordList, Store};
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
 use crate::format::index::{NameKind, name_hash};
 use crate::format::peer_record::{PeerRecord, peer_key, split_key};
+use crate::peers::merge::{Change, RecordList};
 use crate::types::normalize_phone;
 
 impl Store {
@@ -29,7 +30,7 @@ impl Store {
     pub fn delete_peer_record(&self, account: u32, peer_id: i64) -> Result<bool> {
         let key = peer_key(account, peer_id);
         self.transact(false, |st| {
-            let exists = st.record(key)?.is_some();
+            let exists = st.peers.record(key)?.is_some();
             Ok((
                 if exists {
                     vec![Change::DeletePeer(key)]
@@ -43,7 +44,12 @@ impl Store {
 
     /// The stored record of a peer.
     pub fn peer_record(&self, account: u32, peer_id: i64) -> Result<Option<PeerRecord>> {
-        self.read(|st| Ok(st.record(peer_key(account, peer_id))?.map(|r| r.to_owned())))
+        self.read(|st| {
+            Ok(st
+                .peers
+                .record(peer_key(account, peer_id))?
+                .map(|r| r.to_owned()))
+        })
     }
 
     /// The access hash of a peer: `None` if the peer is unknown,
@@ -111,7 +117,7 @@ impl Store {
         let hash = name_hash(kind, account, name);
         match self.lookup().name(hash, kind, account, name) {
             Some(found) => Ok(found),
-            None => self.read(|st| st.resolve_name_hashed(hash, kind, account, name)),
+            None => self.read(|st| st.peers.resolve_name_hashed(hash, kind, account, name)),
         }
     }
 
@@ -119,6 +125,7 @@ impl Store {
     pub fn peer_ids(&self, account: u32) -> Result<Vec<i64>> {
         self.read(|st| {
             Ok(st
+                .peers
                 .peer_keys(Some(account))?
                 .into_iter()
                 .map(|k| split_key(k).1)
@@ -128,6 +135,6 @@ impl Store {
 
     /// Number of peers of an account (counted once, then kept up to date).
     pub fn peer_record_count(&self, account: u32) -> Result<u64> {
-        self.read(|st| st.account_peer_count(account))
+        self.read(|st| st.peers.account_peer_count(account))
     }
 }

@@ -2,7 +2,7 @@
 //! points at, every record against the index, and the file against the
 //! open store's memory.
 
-use crate::engine::state::{PeerGen, State};
+use crate::engine::state::State;
 use crate::engine::stats::count_tag;
 use crate::engine::store::{Options, Store, Writer};
 use crate::error::{Error, Result};
@@ -12,6 +12,7 @@ use crate::format::masked_crc;
 use crate::format::superblock::{
     COUNTER_HEADROOM, COUNTER_LIMIT, Extent, GENERATION_OFFSET, NEXT_SEQ_OFFSET, Superblock,
 };
+use crate::peers::generation::PeerGen;
 use crate::sys::io::{FileBackend, RawFile};
 use std::path::Path;
 
@@ -262,8 +263,8 @@ fn count(st: &State, r: &mut VerifyReport) {
 }
 
 fn same_peers(a: &State, b: &State, r: &mut VerifyReport) -> Result<()> {
-    let mut ka = a.peer_keys(None)?;
-    let mut kb = b.peer_keys(None)?;
+    let mut ka = a.peers.peer_keys(None)?;
+    let mut kb = b.peers.peer_keys(None)?;
     ka.sort_unstable();
     kb.sort_unstable();
     if ka != kb {
@@ -274,8 +275,8 @@ fn same_peers(a: &State, b: &State, r: &mut VerifyReport) -> Result<()> {
         return Ok(());
     }
     for k in ka {
-        let x = a.record(k)?.map(|r| r.bytes().to_vec());
-        let y = b.record(k)?.map(|r| r.bytes().to_vec());
+        let x = a.peers.record(k)?.map(|r| r.bytes().to_vec());
+        let y = b.peers.record(k)?.map(|r| r.bytes().to_vec());
         if x != y {
             let (acc, id) = crate::format::peer_record::split_key(k);
             r.push(

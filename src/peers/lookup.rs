@@ -22,8 +22,8 @@
 //! threads resolving usernames at once, each lookup took 330-390 ns under
 //! the lock and takes 76 ns without it.)
 
-use crate::engine::state::PeerGen;
 use crate::format::index::{Damaged, IdTable, NameKind, id_hash};
+use crate::peers::generation::PeerGen;
 use crate::sys::rcu::Rcu;
 use std::ops::Range;
 use std::sync::Arc;
@@ -346,7 +346,7 @@ impl Lookup {
     #[inline(never)]
     fn damage(&self, key: u64) -> crate::Error {
         match self.cell.read(|v| v.damage(key)) {
-            Some((d, at)) => crate::engine::state::damaged_error(d, at),
+            Some((d, at)) => crate::peers::generation::damaged_error(d, at),
             // Replaced by a new generation meanwhile.
             None => crate::Error::corrupt(0, "peer index slot failed its check byte"),
         }
