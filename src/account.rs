@@ -37,8 +37,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::engine::options::Options;
 use crate::engine::state::State;
-use crate::engine::store::{Options, Store};
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
 use crate::format::NUM_BUCKETS;
 use crate::format::bucket::{CONVERSATIONS, DEDUP, MAX_KEY_LEN, META, QUEUE, SESSION, STATE};

@@ -100,7 +100,8 @@ use grammers_session::{BoxFuture, Session, SessionData};
 use parking_lot::{Mutex, RwLock};
 
 use crate::account::{Account, Transaction};
-use crate::engine::store::{Options, Store};
+use crate::engine::options::Options;
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
 use crate::format::codec::{DecodeError, Reader, Writer};
 use crate::format::peer_record::MIN;

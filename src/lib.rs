@@ -21,9 +21,11 @@ mod sys;
 
 pub use account::{Account, MemoryStorage, Transaction};
 pub use bucket::{Batch, Bucket};
+pub use engine::options::{Durability, Options};
 pub use engine::stats::{BucketStats, Stats};
-pub use engine::store::{Compaction, Durability, Options, Store};
+pub use engine::store::Store;
 pub use engine::verify::{Problem, RepairReport, VerifyReport, verify_file};
+pub use engine::writer::Compaction;
 pub use error::{Error, Result};
 pub use format::bucket::{BUCKET_NAMES, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use format::codec;

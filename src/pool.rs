@@ -51,7 +51,8 @@
 //! you need is reaped.
 
 use crate::account::Account;
-use crate::engine::store::{Durability, Options, Store};
+use crate::engine::options::{Durability, Options};
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
 use crate::sys::io::MemFile;
 use parking_lot::{Condvar, Mutex, MutexGuard};

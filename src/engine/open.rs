@@ -3,8 +3,9 @@
 //! torn tail (truncated and reported) from corruption (an error).
 
 use crate::engine::logscan::{LogReader, later_commit_proving};
+use crate::engine::options::Options;
 use crate::engine::state::{State, Tracking};
-use crate::engine::store::{Options, Writer, WriterStats};
+use crate::engine::writer::{Writer, WriterStats};
 use crate::error::{Error, Result};
 use crate::format::bucket::{BUCKET_NAMES, PEERS};
 use crate::format::commit;
@@ -756,7 +757,8 @@ fn legacy_peer_gen(
 #[cfg(test)]
 mod tests {
     use crate::Storage;
-    use crate::engine::store::{Durability, Options, Store};
+    use crate::engine::options::{Durability, Options};
+    use crate::engine::store::Store;
     use crate::format::bucket::PEERS;
     use crate::format::superblock::{self, Superblock};
     use crate::format::{index, masked_crc};

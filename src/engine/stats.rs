@@ -1,6 +1,7 @@
 //! What [`Store::stats`] reports.
 
-use crate::engine::store::{Compaction, Store};
+use crate::engine::store::Store;
+use crate::engine::writer::Compaction;
 use crate::format::NUM_BUCKETS;
 use crate::format::bucket::{BUCKET_NAMES, DEDUP, PEERS, QUEUE};
 

@@ -2,9 +2,11 @@
 //! points at, every record against the index, and the file against the
 //! open store's memory.
 
+use crate::engine::options::Options;
 use crate::engine::state::State;
 use crate::engine::stats::count_tag;
-use crate::engine::store::{Options, Store, Writer};
+use crate::engine::store::Store;
+use crate::engine::writer::Writer;
 use crate::error::{Error, Result};
 use crate::format::bucket::{BUCKET_NAMES, DEDUP, PEERS, QUEUE};
 use crate::format::index::{self, NameKind, name_hash};
@@ -421,7 +423,7 @@ impl Store {
             w.index_unsaved = true;
             let done = self
                 .inner
-                .checkpoint(&mut w, crate::engine::store::Mode::Compact, 0);
+                .checkpoint(&mut w, crate::engine::checkpoint::Mode::Compact, 0);
             let salvaged = w.salvage.take().unwrap_or_default();
             done?;
             w.stats.repairs += 1;
