@@ -11,6 +11,10 @@ pub mod bucket;
 pub mod conformance;
 mod engine;
 mod error;
+/// The on-disk format, one module per structure. Public for the fuzz
+/// targets and the damage tests only: hidden from the docs and not part of
+/// the stable API (FORMAT.md is the spec).
+#[doc(hidden)]
 pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
@@ -29,13 +33,13 @@ pub use engine::writer::Compaction;
 pub use error::{Error, Result};
 pub use format::bucket::{BUCKET_NAMES, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use format::codec;
+#[doc(hidden)]
 pub use format::peer_record::PeerRecord;
 pub use pool::{AsPoolKey, MAX_POOL_NAME_LEN, Pool, PoolHandle, PoolKey, PoolOptions, PoolStats};
 pub use storage::Storage;
 pub use sys::io;
-pub use sys::mmap::Region;
-pub mod session;
-pub mod types;
+mod session;
+mod types;
 
 pub use session::*;
 pub use types::*;

@@ -249,7 +249,7 @@ impl DcAuth {
 /// `Debug` redacts the auth key and the `api_hash`. With the `serde` feature
 /// the derived impls **skip `auth_key`** (it serializes without it and
 /// deserializes to `None`); to include it, use `session::expose_auth_key::session`,
-/// e.g. `#[serde(with = "peerlog::session::expose_auth_key::session")]` on a
+/// e.g. `#[serde(with = "peerlog::expose_auth_key::session")]` on a
 /// field, or call its `serialize`/`deserialize` functions directly.
 ///
 /// ```
@@ -994,13 +994,13 @@ impl Session {
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Saved {
-///     #[serde(with = "peerlog::session::expose_auth_key")]
+///     #[serde(with = "peerlog::expose_auth_key")]
 ///     key: peerlog::AuthKey,
-///     #[serde(with = "peerlog::session::expose_auth_key::option")]
+///     #[serde(with = "peerlog::expose_auth_key::option")]
 ///     maybe_key: Option<peerlog::AuthKey>,
-///     #[serde(with = "peerlog::session::expose_auth_key::session")]
+///     #[serde(with = "peerlog::expose_auth_key::session")]
 ///     session: peerlog::Session, // includes auth_key
-///     #[serde(with = "peerlog::session::expose_auth_key::dc_auth")]
+///     #[serde(with = "peerlog::expose_auth_key::dc_auth")]
 ///     dc: peerlog::DcAuth,
 /// }
 /// ```

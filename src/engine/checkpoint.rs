@@ -1,5 +1,5 @@
 //! Checkpoint (also "compaction"): when the log region is full, a bucket
-//! has too many dead bytes, or on [`Store::compact`], the writer rewrites
+//! has too many dead bytes, or on [`crate::Store::compact`], the writer rewrites
 //! the buckets that need it into new segments (the others carry their few
 //! changed keys into the new log), folds the peer overlay into a new peer
 //! segment and index, writes a new log region, syncs, and only then flips
@@ -26,7 +26,7 @@ use std::time::{Instant, SystemTime};
 use crate::engine::Inner;
 use crate::engine::writer::*;
 
-/// What a peer segment is written through: [`Inner::write_peer_segment`].
+/// What a peer segment is written through: [`crate::engine::Inner::write_peer_segment`].
 /// (Small in unit tests, so that their segments take several writes.)
 pub(super) const SEGMENT_CHUNK: usize = if cfg!(test) { 4096 } else { 1 << 20 };
 
@@ -64,7 +64,7 @@ impl SegmentOut<'_> {
     }
 }
 
-/// Files larger than this get a relocating pass from [`Store::compact`].
+/// Files larger than this get a relocating pass from [`crate::Store::compact`].
 pub(super) const RELOCATE_ABOVE: u64 = 4 << 20;
 
 /// What a checkpoint must do.
@@ -86,7 +86,7 @@ impl Inner {
     }
 
     /// The peers changed since the generation reach
-    /// [`Options::peer_fold_min`] or half the table: time for a new one.
+    /// [`crate::Options::peer_fold_min`] or half the table: time for a new one.
     pub(super) fn enough_changed_peers(&self, p: &PeerState) -> bool {
         p.overlay.len()
             >= self
@@ -316,7 +316,7 @@ impl Inner {
                     .map_err(|e| Error::corrupt(new_sb.index.offset, e))?;
                 let index = match self.file.map(new_sb.index.offset, new_sb.index.len) {
                     Ok(Some(m)) => m,
-                    _ => Region::Heap(index_bytes),
+                    _ => Region::heap(index_bytes),
                 };
                 Some(Arc::new(PeerGen::new(
                     seg,
@@ -404,7 +404,7 @@ impl Inner {
                 .map(|(_, r)| segment::peer_entry_len(r.len()) as u64)
                 .sum::<u64>();
         if bound == 0 {
-            return Ok((SegmentRef::default(), Region::Heap(Vec::new())));
+            return Ok((SegmentRef::default(), Region::heap(Vec::new())));
         }
         let (ext, _) = w.alloc(bound, at_end);
         let mut out = SegmentOut {
@@ -508,7 +508,7 @@ impl Inner {
             return Err(e);
         }
         if out.len == 0 {
-            return Ok((SegmentRef::default(), Region::Heap(Vec::new())));
+            return Ok((SegmentRef::default(), Region::heap(Vec::new())));
         }
         let seg_ref = SegmentRef {
             offset: ext.offset,
@@ -523,7 +523,7 @@ impl Inner {
                 self.file
                     .read_at(&mut bytes, seg_ref.offset)
                     .map_err(w.poison("reading the peer segment back"))?;
-                Region::Heap(bytes)
+                Region::heap(bytes)
             }
             Err(e) => return Err(w.poison("mapping the peer segment")(e)),
         };

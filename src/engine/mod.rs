@@ -36,8 +36,8 @@ pub(crate) struct Inner {
     /// Lock-free access-hash lookups (`state.peers.lookup`).
     pub lookup: Arc<crate::peers::lookup::Lookup>,
     pub writer: Arc<Mutex<Writer>>,
-    /// What [`Store::stats`] reports of the writer, copied whenever the
-    /// writer lock is released ([`WriterGuard`]), so that stats never
+    /// What [`crate::Store::stats`] reports of the writer, copied whenever the
+    /// writer lock is released ([`crate::engine::writer::WriterGuard`]), so that stats never
     /// waits for a commit, an fsync or a checkpoint.
     pub view: Arc<Mutex<WriterView>>,
     /// A warning about the file's permissions, found at open.

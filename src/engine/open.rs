@@ -678,7 +678,7 @@ fn read_sync_mark(file: &dyn RawFile, len: u64) -> Result<Option<u64>> {
 fn map_or_read(file: &dyn RawFile, offset: u64, len: u64, what: &'static str) -> Result<Region> {
     match file.map(offset, len) {
         Ok(Some(r)) => Ok(r),
-        Ok(None) => Ok(Region::Heap(read(file, offset, len, what)?)),
+        Ok(None) => Ok(Region::heap(read(file, offset, len, what)?)),
         Err(e) => Err(Error::io(what)(e)),
     }
 }
@@ -751,7 +751,7 @@ fn legacy_peer_gen(
         let (_, rec) = e.map_err(|(at, e)| Error::corrupt(seg_ref.offset + at as u64, e.what))?;
         segment::put_peer(&mut bytes, rec);
     }
-    PeerGen::rebuilt(Region::Heap(bytes), seg_ref, sb.index, opts.index_load)
+    PeerGen::rebuilt(Region::heap(bytes), seg_ref, sb.index, opts.index_load)
 }
 
 #[cfg(test)]

@@ -12,12 +12,12 @@ pub enum Durability {
     /// A power loss can lose at most the last window; a process crash loses
     /// nothing that returned.
     Batched(Duration),
-    /// Never sync except at checkpoints and on [`Store::sync`]; left to the
+    /// Never sync except at checkpoints and on [`crate::Store::sync`]; left to the
     /// OS. A process crash loses nothing that returned.
     None,
 }
 
-/// Settings for [`Store::open_with`].
+/// Settings for [`crate::Store::open_with`].
 #[derive(Debug, Clone)]
 pub struct Options {
     /// When commits become durable. Session and queue writes of the typed
@@ -30,9 +30,9 @@ pub struct Options {
     /// Capacity of a fresh log region; it grows when one commit needs more.
     pub log_size: u64,
     /// A bucket's segment is rewritten when its dead bytes exceed both this
-    /// fraction of the segment and [`Options::compact_min_dead`].
+    /// fraction of the segment and [`crate::Options::compact_min_dead`].
     pub compact_dead_ratio: f64,
-    /// See [`Options::compact_dead_ratio`].
+    /// See [`crate::Options::compact_dead_ratio`].
     pub compact_min_dead: u64,
     /// The peer table gets a new generation when this many peers changed
     /// since the last one (or half the table, if larger).

@@ -1,4 +1,4 @@
-//! What [`Store::stats`] reports.
+//! What [`crate::Store::stats`] reports.
 
 use crate::engine::store::Store;
 use crate::engine::writer::Compaction;
@@ -49,7 +49,7 @@ pub struct Stats {
     /// Copies of the newest superblock that this handle's open found
     /// damaged or torn and rewrote from the other, intact copy.
     pub superblock_copies_repaired: u64,
-    /// [`Store::repair`] calls by this handle that completed.
+    /// [`crate::Store::repair`] calls by this handle that completed.
     pub repairs: u64,
     /// Peer records those repairs rebuilt from their index slots (access
     /// hash kept, names lost; [`crate::RepairReport::salvaged`] lists them).

@@ -30,7 +30,7 @@ use crate::engine::writer::*;
 /// one lock and one writer.
 ///
 /// Dropping the last clone syncs what was written, but a drop cannot
-/// report a failed sync: call [`Store::close`] to get that error.
+/// report a failed sync: call [`crate::Store::close`] to get that error.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
@@ -268,7 +268,7 @@ impl Drop for Inner {
 
 impl Inner {
     /// Takes the writer lock; the writer's numbers are published for
-    /// [`Store::stats`] when it is released.
+    /// [`crate::Store::stats`] when it is released.
     pub(crate) fn lock_writer(&self) -> WriterGuard<'_> {
         WriterGuard {
             guard: self.writer.lock(),

@@ -18,7 +18,7 @@ use crate::peers::generation::PeerGen;
 use crate::sys::io::{FileBackend, RawFile};
 use std::path::Path;
 
-/// One thing [`Store::verify`] found wrong.
+/// One thing [`crate::Store::verify`] found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// File offset of the bad bytes (0 when not tied to one place).
@@ -39,7 +39,7 @@ pub struct VerifyReport {
     /// Generic bucket entries checked (internal rows: a dedup key or a
     /// queue item is two of them).
     pub entries_checked: u64,
-    /// Live peers as a user counts them: for [`Store::verify`], those
+    /// Live peers as a user counts them: for [`crate::Store::verify`], those
     /// changed since the last index generation (not yet folded into the
     /// segment) included; [`Self::peers_checked`] counts segment records.
     pub peers: u64,
@@ -357,7 +357,7 @@ fn check_space(w: &Writer, r: &mut VerifyReport) {
     }
 }
 
-/// What [`Store::repair`] did.
+/// What [`crate::Store::repair`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RepairReport {
@@ -366,7 +366,7 @@ pub struct RepairReport {
     /// hash and min flag are kept; usernames, phone, names and the rest of
     /// the profile are lost until the peer is saved again.
     pub salvaged: Vec<(u32, i64)>,
-    /// A [`Store::verify`] run after the repair: what is still wrong.
+    /// A [`crate::Store::verify`] run after the repair: what is still wrong.
     pub after: VerifyReport,
 }
 
@@ -394,7 +394,7 @@ impl Store {
     /// * The peer table and its index are written anew (a full
     ///   compaction) from the records, each checked against its check: a
     ///   damaged index (a slot failing its check byte, reported by
-    ///   lookups and [`Store::verify`]) is replaced.
+    ///   lookups and [`crate::Store::verify`]) is replaced.
     /// * A peer record that fails its check is rebuilt from its id slot
     ///   (which holds the key, access hash and flags): the access hash is
     ///   kept, its names and profile are lost and listed in

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
-/// The writer's numbers that [`Store::stats`] reports.
+/// The writer's numbers that [`crate::Store::stats`] reports.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct WriterView {
     pub sb: Superblock,
@@ -52,7 +52,7 @@ impl WriterView {
 }
 
 /// The writer lock, which publishes the writer's numbers to
-/// [`Inner::view`] when it is released.
+/// [`crate::engine::Inner::view`] when it is released.
 pub(crate) struct WriterGuard<'a> {
     pub(super) guard: parking_lot::MutexGuard<'a, Writer>,
     pub(super) view: &'a Mutex<WriterView>,
@@ -158,7 +158,7 @@ pub(crate) struct Writer {
     pub read_only: bool,
     /// The in-memory index must be written out at the next checkpoint.
     pub index_unsaved: bool,
-    /// Set by [`Store::repair`] for one fold: the old peer table is read
+    /// Set by [`crate::Store::repair`] for one fold: the old peer table is read
     /// through its sound id slots instead of front to back, and a record
     /// that fails its CRC is rebuilt from its slot (key, access hash,
     /// flags). The keys of the records so rebuilt are left here.

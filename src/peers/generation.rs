@@ -44,8 +44,8 @@ impl PeerGen {
         let region = index::build(std::iter::empty(), 0, 0, load);
         let header = index::Header::decode(&region).expect("a freshly built index is valid");
         PeerGen::new(
-            Region::Heap(vec![]),
-            Region::Heap(region),
+            Region::heap(vec![]),
+            Region::heap(region),
             header,
             SegmentRef::default(),
             Extent::default(),
@@ -62,7 +62,7 @@ impl PeerGen {
     ) -> Result<PeerGen> {
         let mut g = PeerGen::new(
             seg,
-            Region::Heap(vec![]),
+            Region::heap(vec![]),
             index::Header::default(),
             seg_ref,
             index_extent,
@@ -75,7 +75,7 @@ impl PeerGen {
         let built = index::build(recs.into_iter(), count, seg_ref.offset, load);
         g.header =
             index::Header::decode(&built).map_err(|e| Error::corrupt(index_extent.offset, e))?;
-        g.index = Region::Heap(built);
+        g.index = Region::heap(built);
         Ok(g)
     }
 
@@ -121,7 +121,7 @@ impl PeerGen {
     }
 
     /// The record holding a name in this generation: the first of the name
-    /// table's candidates for `hash` (the name's [`name_hash`]) with the
+    /// table's candidates for `hash` (the name's [`crate::format::index::name_hash`]) with the
     /// account and the name.
     pub fn name_owner(
         &self,

@@ -3,7 +3,7 @@
 //! crash simulator that keeps what was synced apart from what was only
 //! written.
 
-use crate::sys::mmap::Region;
+pub use crate::sys::mmap::Region;
 use parking_lot::Mutex;
 use std::fs::File;
 use std::io;
