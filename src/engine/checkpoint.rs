@@ -14,7 +14,7 @@ use crate::format::frame;
 use crate::format::index;
 use crate::format::peer_record::{MIN, PeerRecordRef};
 use crate::format::segment;
-use crate::format::superblock::{Extent, SegmentRef};
+use crate::format::superblock::{Extent, SegmentRef, Superblock};
 use crate::format::{DATA_START, NUM_BUCKETS, PAGE, mask, masked_crc, page_round};
 use crate::peers::generation::PeerGen;
 use crate::peers::table::PeerState;
@@ -80,6 +80,27 @@ pub(crate) enum Mode {
     Relocate,
 }
 
+/// What [`Inner::plan`] decided.
+struct Plan {
+    /// The commit carrying the changes of the buckets not rewritten (and
+    /// of the peers, when the table does not fold) into the new log.
+    carry_frame: Vec<u8>,
+    /// Buckets to rewrite: number, segment bytes, entry count.
+    new_segs: Vec<(usize, Vec<u8>, u64)>,
+    /// The folded peer segment, already written.
+    new_peers: Option<(SegmentRef, Region)>,
+    /// Log bytes carried per bucket.
+    carried_bytes: [u64; NUM_BUCKETS],
+}
+
+/// What a checkpoint has written so far, for [`Compaction`].
+struct Done {
+    written: u64,
+    /// Regions of the current superblock the new one no longer uses.
+    freed: Vec<Extent>,
+    rewritten: Vec<&'static str>,
+}
+
 impl Inner {
     pub(super) fn peers_need_fold(&self, w: &Writer) -> bool {
         self.enough_changed_peers(&self.state.read().peers) || w.index_unsaved
@@ -98,13 +119,85 @@ impl Inner {
     /// Writes new segments / index / log region, syncs, flips the
     /// superblock, syncs, then frees what the old superblock used.
     pub(crate) fn checkpoint(&self, w: &mut Writer, mode: Mode, need: usize) -> Result<()> {
-        let force = mode != Mode::Auto;
-        let relocate = mode == Mode::Relocate;
         let at_end = mode == Mode::Evacuate;
         w.check()?;
         // One more generation, and perhaps a commit carrying the log.
         w.room(1, 1)?;
         let started = Instant::now();
+        let Plan {
+            carry_frame,
+            new_segs,
+            new_peers,
+            carried_bytes,
+        } = self.plan(w, mode)?;
+
+        // Allocate and write every new region. Nothing the current
+        // superblock references is touched.
+        let mut new_sb = w.sb;
+        new_sb.generation += 1;
+        let mut done = Done {
+            written: 0,
+            freed: vec![w.sb.log],
+            rewritten: Vec::new(),
+        };
+        self.write_bucket_segments(w, &new_segs, &mut new_sb, at_end, &mut done)?;
+        let old_table = self.state.read().peers.table.clone();
+        let new_index = self.write_peer_index(w, &new_peers, &mut new_sb, at_end, &mut done)?;
+        let log = self.write_log(w, &carry_frame, need, at_end, &mut done)?;
+        new_sb.log = log;
+        new_sb.log_durable = carry_frame.len() as u64;
+        new_sb.next_seq = w.next_seq;
+        new_sb.file_len = new_sb
+            .regions()
+            .iter()
+            .map(Extent::end)
+            .max()
+            .unwrap_or(DATA_START)
+            .max(DATA_START);
+        self.flip(w, &new_sb)?;
+
+        // Durable. Switch memory over to the new generation.
+        self.install_peer_gen(w, new_peers, new_index, &new_sb, old_table)?;
+        for (b, _, _) in &new_segs {
+            let t = &mut w.track.buckets[*b];
+            t.dirty.clear();
+            t.seg_dead = 0;
+            t.carry_bytes = 0;
+        }
+        for (b, t) in w.track.buckets.iter_mut().enumerate() {
+            t.log_bytes = carried_bytes[b];
+        }
+        w.sb = new_sb;
+        w.log_pos = log.offset + carry_frame.len() as u64;
+        if !carry_frame.is_empty() {
+            w.next_seq += 1;
+        }
+        w.synced_seq = w.next_seq - 1;
+        w.dirty = false;
+        w.last_sync = Instant::now();
+        for e in done.freed {
+            w.release(e);
+        }
+        self.reclaim(w);
+        w.stats.checkpoints += 1;
+        w.stats.checkpoint_time += started.elapsed();
+        w.stats.last_compaction = Some(Compaction {
+            at: SystemTime::now(),
+            duration: started.elapsed(),
+            rewritten: done.rewritten,
+            bytes_written: done.written,
+        });
+        Ok(())
+    }
+
+    /// What a checkpoint writes, decided under the state's read lock: the
+    /// buckets to rewrite, the peer segment if the table folds (written
+    /// here, through [`Inner::write_peer_segment`]), and the commit that
+    /// carries every other change into the new log.
+    fn plan(&self, w: &mut Writer, mode: Mode) -> Result<Plan> {
+        let force = mode != Mode::Auto;
+        let relocate = mode == Mode::Relocate;
+        let at_end = mode == Mode::Evacuate;
         let opts = &self.opts;
         let over = |dead: u64, len: u64| {
             dead > opts
@@ -197,16 +290,25 @@ impl Inner {
                 });
             }
         }
+        Ok(Plan {
+            carry_frame,
+            new_segs,
+            new_peers,
+            carried_bytes,
+        })
+    }
 
-        // Allocate and write every new region. Nothing the current
-        // superblock references is touched.
-        let mut new_sb = w.sb;
-        new_sb.generation += 1;
-        let mut written = 0u64;
-        let mut freed: Vec<Extent> = vec![w.sb.log];
-        let mut rewritten: Vec<&'static str> = Vec::new();
-        for (b, bytes, count) in &new_segs {
-            freed.push(w.sb.segments[*b].extent());
+    /// Writes the rewritten buckets' segments to newly allocated regions.
+    fn write_bucket_segments(
+        &self,
+        w: &mut Writer,
+        new_segs: &[(usize, Vec<u8>, u64)],
+        new_sb: &mut Superblock,
+        at_end: bool,
+        done: &mut Done,
+    ) -> Result<()> {
+        for (b, bytes, count) in new_segs {
+            done.freed.push(w.sb.segments[*b].extent());
             new_sb.segments[*b] = if bytes.is_empty() {
                 SegmentRef::default()
             } else {
@@ -214,7 +316,7 @@ impl Inner {
                 self.file
                     .write_at(bytes, ext.offset)
                     .map_err(w.poison("writing a bucket segment"))?;
-                written += bytes.len() as u64;
+                done.written += bytes.len() as u64;
                 SegmentRef {
                     offset: ext.offset,
                     len: bytes.len() as u64,
@@ -222,11 +324,24 @@ impl Inner {
                     crc: masked_crc(bytes),
                 }
             };
-            rewritten.push(BUCKET_NAMES[*b]);
+            done.rewritten.push(BUCKET_NAMES[*b]);
         }
-        let old_table = self.state.read().peers.table.clone();
+        Ok(())
+    }
+
+    /// Builds the index over a folded peer segment (read back from the
+    /// file) and writes it; the new superblock names both.
+    fn write_peer_index(
+        &self,
+        w: &mut Writer,
+        new_peers: &Option<(SegmentRef, Region)>,
+        new_sb: &mut Superblock,
+        at_end: bool,
+        done: &mut Done,
+    ) -> Result<Option<Vec<u8>>> {
+        let opts = &self.opts;
         let mut new_index: Option<Vec<u8>> = None;
-        if let Some((seg_ref, seg)) = &new_peers {
+        if let Some((seg_ref, seg)) = new_peers {
             // Every record here was checked: the old segment's as the
             // fold read them, the overlay's when they were committed.
             // The segment is read back from the file: a record that fails
@@ -255,15 +370,29 @@ impl Inner {
             self.file
                 .write_at(&index_bytes, idx_ext.offset)
                 .map_err(w.poison("writing the peer index"))?;
-            written += seg_ref.len + index_bytes.len() as u64;
+            done.written += seg_ref.len + index_bytes.len() as u64;
             new_sb.segments[PEERS as usize] = *seg_ref;
             new_sb.index = Extent {
                 offset: idx_ext.offset,
                 len: index_bytes.len() as u64,
             };
             new_index = Some(index_bytes);
-            rewritten.push(BUCKET_NAMES[PEERS as usize]);
+            done.rewritten.push(BUCKET_NAMES[PEERS as usize]);
         }
+        Ok(new_index)
+    }
+
+    /// Allocates the new log region (zeroed if reused) and writes the
+    /// carried commit at its start.
+    fn write_log(
+        &self,
+        w: &mut Writer,
+        carry_frame: &[u8],
+        need: usize,
+        at_end: bool,
+        done: &mut Done,
+    ) -> Result<Extent> {
+        let opts = &self.opts;
         let log_len = page_round(
             opts.log_size
                 .max((2 * carry_frame.len() + need) as u64 + PAGE),
@@ -284,32 +413,39 @@ impl Inner {
         }
         if !carry_frame.is_empty() {
             self.file
-                .write_at(&carry_frame, log.offset)
+                .write_at(carry_frame, log.offset)
                 .map_err(w.poison("writing the carried log"))?;
-            written += carry_frame.len() as u64;
+            done.written += carry_frame.len() as u64;
         }
-        new_sb.log = log;
-        new_sb.log_durable = carry_frame.len() as u64;
-        new_sb.next_seq = w.next_seq;
-        new_sb.file_len = new_sb
-            .regions()
-            .iter()
-            .map(Extent::end)
-            .max()
-            .unwrap_or(DATA_START)
-            .max(DATA_START);
+        Ok(log)
+    }
+
+    /// The new regions are written: make them durable, then flip the
+    /// superblock and make that durable.
+    fn flip(&self, w: &mut Writer, new_sb: &Superblock) -> Result<()> {
         // The file must cover every region before the superblock names it.
         self.file
             .set_len(w.file_len)
             .map_err(w.poison("extending the file"))?;
         self.file.sync().map_err(w.poison("syncing new regions"))?;
-        crate::engine::open::write_superblock(&*self.file, &new_sb)
+        crate::engine::open::write_superblock(&*self.file, new_sb)
             .map_err(w.poison("writing the superblock"))?;
         self.file
             .sync()
             .map_err(w.poison("syncing the superblock"))?;
+        Ok(())
+    }
 
-        // Durable. Switch memory over to the new generation.
+    /// After the flip: readers switch to the new peer generation; the old
+    /// one's regions wait in quarantine until its last reader is gone.
+    fn install_peer_gen(
+        &self,
+        w: &mut Writer,
+        new_peers: Option<(SegmentRef, Region)>,
+        new_index: Option<Vec<u8>>,
+        new_sb: &Superblock,
+        old_table: Arc<PeerGen>,
+    ) -> Result<()> {
         let new_table = match new_peers.zip(new_index) {
             Some(((seg_ref, seg), index_bytes)) => {
                 let header = index::Header::decode(&index_bytes)
@@ -341,35 +477,6 @@ impl Inner {
             w.quarantine.push((old_index, Arc::downgrade(&old_table)));
         }
         drop(old_table);
-        for (b, _, _) in &new_segs {
-            let t = &mut w.track.buckets[*b];
-            t.dirty.clear();
-            t.seg_dead = 0;
-            t.carry_bytes = 0;
-        }
-        for (b, t) in w.track.buckets.iter_mut().enumerate() {
-            t.log_bytes = carried_bytes[b];
-        }
-        w.sb = new_sb;
-        w.log_pos = log.offset + carry_frame.len() as u64;
-        if !carry_frame.is_empty() {
-            w.next_seq += 1;
-        }
-        w.synced_seq = w.next_seq - 1;
-        w.dirty = false;
-        w.last_sync = Instant::now();
-        for e in freed {
-            w.release(e);
-        }
-        self.reclaim(w);
-        w.stats.checkpoints += 1;
-        w.stats.checkpoint_time += started.elapsed();
-        w.stats.last_compaction = Some(Compaction {
-            at: SystemTime::now(),
-            duration: started.elapsed(),
-            rewritten,
-            bytes_written: written,
-        });
         Ok(())
     }
 
