@@ -23,7 +23,6 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 const OWNER_MAGIC: u32 = 0x504c_4f47;
 
@@ -405,6 +404,39 @@ pub(crate) fn load(
     opts: &Options,
     path: Option<&Path>,
 ) -> Result<(State, Writer)> {
+    let (sb, len, stats) = open_superblock(file, opts, path)?;
+    let mut track = Tracking::default();
+    let maps = load_buckets(file, &sb, &mut track)?;
+
+    // The peer generation: map it; check the index header; rebuild it from
+    // the segment if it is missing, stale or damaged.
+    let (table, rebuilt) = load_peer_gen(file, &sb, opts)?;
+    let mut stats = stats;
+    // A version 1 table is always rebuilt (converted): that is the
+    // upgrade, not damage.
+    stats.index_rebuilt = rebuilt && sb.version >= 2;
+    let mut state = State::new(Arc::new(table));
+    state.maps = maps;
+
+    let Replayed { pos, seq, mark } =
+        replay(file, opts, &sb, len, &mut state, &mut track, &mut stats)?;
+    let mut writer = Writer::opened(sb, pos, seq, track, stats, opts.read_only, rebuilt, mark);
+    writer.release_unused();
+    if !opts.read_only {
+        write_owner(file);
+    }
+    Ok((state, writer))
+}
+
+/// The file's length checked, created if it is new and may be, and the
+/// newest valid superblock picked (a damaged copy of it rewritten, or
+/// reported when read-only). Regions past the superblock's file length (a
+/// checkpoint that never committed) are dropped.
+fn open_superblock(
+    file: &dyn RawFile,
+    opts: &Options,
+    path: Option<&Path>,
+) -> Result<(Superblock, u64, WriterStats)> {
     let mut len = file.len().map_err(Error::io("reading the file length"))?;
     if len == 0
         && let Some(path) = path
@@ -476,7 +508,6 @@ pub(crate) fn load(
         file.set_len(sb.file_len)
             .map_err(Error::io("dropping an unfinished checkpoint"))?;
     }
-    let mut track = Tracking::default();
     let mut stats = WriterStats::default();
     if !picked.bad_copies.is_empty() {
         // One copy of the newest superblock is damaged or torn: rewrite it
@@ -494,7 +525,15 @@ pub(crate) fn load(
             stats.superblock_copies_repaired = picked.bad_copies.len() as u64;
         }
     }
+    Ok((sb, len, stats))
+}
 
+/// The generic buckets, each segment read and checked (CRC, entry count).
+fn load_buckets(
+    file: &dyn RawFile,
+    sb: &Superblock,
+    track: &mut Tracking,
+) -> Result<[std::collections::BTreeMap<Bytes, Bytes>; NUM_BUCKETS]> {
     // Generic buckets: read and check every segment.
     let mut maps: [std::collections::BTreeMap<Bytes, Bytes>; NUM_BUCKETS] = Default::default();
     for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
@@ -523,16 +562,31 @@ pub(crate) fn load(
             ));
         }
     }
+    Ok(maps)
+}
 
-    // The peer generation: map it; check the index header; rebuild it from
-    // the segment if it is missing, stale or damaged.
-    let (table, rebuilt) = load_peer_gen(file, &sb, opts)?;
-    // A version 1 table is always rebuilt (converted): that is the
-    // upgrade, not damage.
-    stats.index_rebuilt = rebuilt && sb.version >= 2;
-    let mut state = State::new(Arc::new(table));
-    state.maps = maps;
+/// Where the replay of the log stopped.
+struct Replayed {
+    /// Bytes of the log region replayed.
+    pos: usize,
+    /// The next commit's seq.
+    seq: u64,
+    /// The sync mark, if any.
+    mark: Option<u64>,
+}
 
+/// Replays the log into `state`, then tells a torn tail (zeroed, unless
+/// read-only) from damage to commits that were synced (the sync mark, the
+/// superblock's durable length, a later commit proving an earlier one).
+fn replay(
+    file: &dyn RawFile,
+    opts: &Options,
+    sb: &Superblock,
+    len: u64,
+    state: &mut State,
+    track: &mut Tracking,
+    stats: &mut WriterStats,
+) -> Result<Replayed> {
     // Replay the log. It is read with pread through a small window, not
     // mapped: a new log region is a hole, and faulting a hole in on a full
     // tmpfs kills the process with SIGBUS (see `logscan`).
@@ -552,7 +606,7 @@ pub(crate) fn load(
         })?;
         let n = f.len();
         for op in c.ops {
-            state.apply(op, &mut track).map_err(|e| match e {
+            state.apply(op, track).map_err(|e| match e {
                 Error::Invalid(what) => Error::corrupt(sb.log.offset + pos as u64, what),
                 other => other,
             })?;
@@ -617,48 +671,7 @@ pub(crate) fn load(
         // before anything is written after it.
         file.sync().map_err(Error::io("syncing the replayed log"))?;
     }
-    let mut writer = Writer {
-        sb,
-        log_pos: sb.log.offset + pos as u64,
-        next_seq: seq,
-        synced_seq: seq - 1,
-        last_sync: Instant::now(),
-        dirty: false,
-        poisoned: None,
-        free: Vec::new(),
-        quarantine: Vec::new(),
-        file_len: sb.file_len,
-        track,
-        stats,
-        read_only: opts.read_only,
-        index_unsaved: rebuilt,
-        salvage: None,
-        marked_seq: mark.unwrap_or(0),
-        marker_seq: 0,
-        proven_seq: 0,
-    };
-    let mut used = sb.regions();
-    used.sort_by_key(|e| e.offset);
-    let mut at = DATA_START;
-    for e in used {
-        if e.offset > at {
-            writer.release(Extent {
-                offset: at,
-                len: e.offset - at,
-            });
-        }
-        at = at.max(e.end());
-    }
-    if at < sb.file_len {
-        writer.release(Extent {
-            offset: at,
-            len: sb.file_len - at,
-        });
-    }
-    if !opts.read_only {
-        write_owner(file);
-    }
-    Ok((state, writer))
+    Ok(Replayed { pos, seq, mark })
 }
 
 /// The sync mark, when it is there and passes its CRC.

@@ -5,6 +5,7 @@
 
 use crate::engine::state::Tracking;
 use crate::error::{Error, Result};
+use crate::format::DATA_START;
 use crate::format::superblock::{self, COUNTER_LIMIT, Extent, Superblock};
 use crate::format::{NUM_BUCKETS, masked_crc, page_round};
 use crate::peers::generation::PeerGen;
@@ -174,6 +175,66 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The writer of a store just opened: the log replayed through `pos`
+    /// (bytes of the log region), `seq` the next commit's seq, `mark` the
+    /// sync mark found. No free space yet: [`Writer::release_unused`].
+    #[expect(clippy::too_many_arguments, reason = "one call, at open")]
+    pub(crate) fn opened(
+        sb: Superblock,
+        pos: usize,
+        seq: u64,
+        track: Tracking,
+        stats: WriterStats,
+        read_only: bool,
+        index_unsaved: bool,
+        mark: Option<u64>,
+    ) -> Writer {
+        Writer {
+            sb,
+            log_pos: sb.log.offset + pos as u64,
+            next_seq: seq,
+            synced_seq: seq - 1,
+            last_sync: Instant::now(),
+            dirty: false,
+            poisoned: None,
+            free: Vec::new(),
+            quarantine: Vec::new(),
+            file_len: sb.file_len,
+            track,
+            stats,
+            read_only,
+            index_unsaved,
+            salvage: None,
+            marked_seq: mark.unwrap_or(0),
+            marker_seq: 0,
+            proven_seq: 0,
+        }
+    }
+
+    /// Gives the allocator every gap between the superblock's regions, and
+    /// the space after the last one.
+    pub(crate) fn release_unused(&mut self) {
+        let sb = self.sb;
+        let mut used = sb.regions();
+        used.sort_by_key(|e| e.offset);
+        let mut at = DATA_START;
+        for e in used {
+            if e.offset > at {
+                self.release(Extent {
+                    offset: at,
+                    len: e.offset - at,
+                });
+            }
+            at = at.max(e.end());
+        }
+        if at < sb.file_len {
+            self.release(Extent {
+                offset: at,
+                len: sb.file_len - at,
+            });
+        }
+    }
+
     /// The highest synced commit that is not an empty proof commit (which
     /// proves nothing new itself).
     pub(super) fn last_real_synced(&self) -> u64 {
