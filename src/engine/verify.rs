@@ -98,7 +98,8 @@ impl std::fmt::Display for VerifyReport {
     }
 }
 
-/// Checks the peer generation slot by slot.
+/// Checks the peer generation slot by slot: the segment's and the slots'
+/// checksums, every id and name slot, every record's reachability.
 fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     let base = g.index_extent.offset;
     if from_file && g.seg_ref.len > 0 && masked_crc(&g.seg) != g.seg_ref.crc {
@@ -107,13 +108,40 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     if from_file && !index::slots_crc_ok(&g.index, &g.header) {
         r.push(base, "peer index slot checksum mismatch");
     }
+    let used = check_id_slots(g, r);
+    check_name_slots(g, r);
+    if used != g.header.peer_count {
+        r.push(
+            base,
+            format!(
+                "index holds {used} peers, header says {}",
+                g.header.peer_count
+            ),
+        );
+    }
+    if !check_records(g, r) {
+        return;
+    }
+    if r.peers_checked > 0 && g.header.peer_count != g.seg_ref.count {
+        r.push(g.seg_ref.offset, "segment count and index disagree");
+    }
+}
+
+/// File offset of id slot `i` of the generation's index.
+fn id_slot_at(g: &PeerGen, i: usize) -> u64 {
+    g.index_extent.offset + (index::HEADER_LEN + index::ID_SLOT_LEN * i) as u64
+}
+
+/// Each id slot: its check byte, its probe distance, its record. Returns
+/// the number of slots in use.
+fn check_id_slots(g: &PeerGen, r: &mut VerifyReport) -> u64 {
     let view = g.view();
     let mut used = 0u64;
     let slots = view.id_slots();
     for (i, s) in slots.iter().enumerate() {
         if !s.is_sound() {
             r.push(
-                base + 64 + 24 * i as u64,
+                id_slot_at(g, i),
                 "id slot fails its check byte (Store::repair() rebuilds the index)",
             );
             continue;
@@ -124,56 +152,51 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
         used += 1;
         r.slots_checked += 1;
         if s.distance() != index::stored_distance(i, s.key(), slots.len()) {
-            r.push(
-                base + 64 + 24 * i as u64,
-                "id slot stores a wrong probe distance",
-            );
+            r.push(id_slot_at(g, i), "id slot stores a wrong probe distance");
         }
         match g.record_at(s.offset(), s.key()) {
             Ok(rec) if rec.access_hash() == s.access_hash() && rec.flags() == s.flags() => {}
-            Ok(_) => r.push(
-                base + 64 + 24 * i as u64,
-                "id slot disagrees with its record",
-            ),
+            Ok(_) => r.push(id_slot_at(g, i), "id slot disagrees with its record"),
             Err(e) => r.push_err(e),
         }
     }
-    {
-        let mut at = base + 64 + 24 * slots.len() as u64;
-        for kind in [NameKind::Username, NameKind::Phone] {
-            let names = view.name_slots(kind);
-            for (i, s) in names.iter().enumerate() {
-                let stored = index::stored_name_distance(i, s.hash(), names.len());
-                if !s.is_sound() {
-                    r.push(
-                        at + 16 * i as u64,
-                        "name slot fails its check byte (Store::repair() rebuilds the index)",
-                    );
-                } else if s.hash() != 0 && s.distance() != stored {
-                    r.push(
-                        at + 16 * i as u64,
-                        "name slot stores a wrong probe distance",
-                    );
-                }
+    used
+}
+
+/// Each name slot (usernames, then phones): its check byte and its probe
+/// distance.
+fn check_name_slots(g: &PeerGen, r: &mut VerifyReport) {
+    let view = g.view();
+    let mut at = id_slot_at(g, view.id_slots().len());
+    for kind in [NameKind::Username, NameKind::Phone] {
+        let names = view.name_slots(kind);
+        for (i, s) in names.iter().enumerate() {
+            let stored = index::stored_name_distance(i, s.hash(), names.len());
+            let slot_at = at + (index::NAME_SLOT_LEN * i) as u64;
+            if !s.is_sound() {
+                r.push(
+                    slot_at,
+                    "name slot fails its check byte (Store::repair() rebuilds the index)",
+                );
+            } else if s.hash() != 0 && s.distance() != stored {
+                r.push(slot_at, "name slot stores a wrong probe distance");
             }
-            at += 16 * names.len() as u64;
         }
+        at += (index::NAME_SLOT_LEN * names.len()) as u64;
     }
-    if used != g.header.peer_count {
-        r.push(
-            base,
-            format!(
-                "index holds {used} peers, header says {}",
-                g.header.peer_count
-            ),
-        );
-    }
+}
+
+/// Each record of the segment: reachable through the id index and through
+/// the name tables under each of its names. False if the segment could not
+/// be read to its end.
+fn check_records(g: &PeerGen, r: &mut VerifyReport) -> bool {
+    let view = g.view();
     for e in g.records() {
         let (off, rec) = match e {
             Ok(x) => x,
             Err(e) => {
                 r.push_err(e);
-                return;
+                return false;
             }
         };
         r.peers_checked += 1;
@@ -200,9 +223,7 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
             }
         }
     }
-    if r.peers_checked > 0 && g.header.peer_count != g.seg_ref.count {
-        r.push(g.seg_ref.offset, "segment count and index disagree");
-    }
+    true
 }
 
 fn check_file(file: &dyn RawFile, path: Option<&Path>, r: &mut VerifyReport) -> Option<State> {

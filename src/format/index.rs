@@ -61,6 +61,10 @@ pub const HEADER_LEN: usize = 64;
 pub const SEGMENT_OFFSET_OFFSET: usize = 48;
 /// Offset of `header_crc`.
 pub const HEADER_CRC_OFFSET: usize = 60;
+/// Bytes of one id slot (FORMAT.md, "Id slot").
+pub const ID_SLOT_LEN: usize = ID;
+/// Bytes of one name slot (FORMAT.md, "Name slot").
+pub const NAME_SLOT_LEN: usize = NAME;
 
 /// Id table slot, 24 bytes.
 ///
