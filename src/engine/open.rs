@@ -13,7 +13,7 @@ use crate::format::frame;
 use crate::format::index;
 use crate::format::segment;
 use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
-use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
+use crate::format::{DATA_START, NUM_BUCKETS, OWNER_MAGIC, OWNER_OFFSET, PAGE, masked_crc};
 use crate::peers::generation::PeerGen;
 use crate::sys::bytes::Bytes;
 use crate::sys::io::RawFile;
@@ -23,8 +23,6 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
-
-const OWNER_MAGIC: u32 = 0x504c_4f47;
 
 /// What to do about a truncated store.
 const RESTORE: &str = "restore it from a backup (a copy of the file taken while no process had it open), or copy it again from where it came from";

@@ -17,6 +17,12 @@ use super::NUM_BUCKETS;
 use super::peer_record::PeerRecordRef;
 use crate::format::codec::{DecodeError, Reader, Writer};
 
+/// Where the commit's seq lives (u64).
+pub const SEQ_OFFSET: usize = 0;
+/// Where `synced_through` lives (u64).
+pub const SYNCED_THROUGH_OFFSET: usize = 8;
+/// Where the op count lives (u32).
+pub const OP_COUNT_OFFSET: usize = 16;
 /// Bytes before the ops.
 pub const HEADER_LEN: usize = 20;
 

@@ -10,14 +10,29 @@
 //! | 20 | 1 | flags | bit 0 has access hash, bit 1 min, bit 2 first username is the primary one |
 //! | 21 | 1 | n_usernames | |
 //! | 22 | 1 | phone_len | 0: no phone |
-//! | 23 | … | usernames | n × (u8 len, bytes) |
-//! | … | phone_len | phone | ASCII |
+//! | 23 | … | usernames | n × (`u8 len` (1..=255), UTF-8 bytes) |
+//! | … | phone_len | phone | UTF-8 |
 //! | … | rest | tail | owned by the typed layer |
 
 use crate::format::codec::DecodeError;
+use std::ops::Range;
 
+/// Where the account number lives (u32).
+pub const ACCOUNT: Range<usize> = 0..4;
+/// Where the Bot API peer id lives (i64).
+pub const PEER_ID: Range<usize> = 4..12;
+/// Where the access hash lives (i64; 0 without [`HAS_HASH`]).
+pub const ACCESS_HASH: Range<usize> = 12..20;
+/// The flags byte ([`HAS_HASH`], [`MIN`], [`PRIMARY`]).
+pub const FLAGS: usize = 20;
+/// The number of usernames.
+pub const N_USERNAMES: usize = 21;
+/// The phone's length (0: no phone).
+pub const PHONE_LEN: usize = 22;
 /// Bytes before the usernames.
 pub const FIXED_LEN: usize = 23;
+const _: () = assert!(ACCOUNT.end == PEER_ID.start && PEER_ID.end == ACCESS_HASH.start);
+const _: () = assert!(ACCESS_HASH.end == FLAGS && PHONE_LEN + 1 == FIXED_LEN);
 /// Largest encoded record (the peer segment frames records with a u16).
 pub const MAX_LEN: usize = u16::MAX as usize;
 /// Flag: the access hash field is meaningful.
@@ -44,10 +59,15 @@ pub fn split_key(key: u64) -> (u32, i64) {
     (account, id)
 }
 
+/// The flags byte of an encoded record (at least [`FIXED_LEN`] bytes).
+pub fn flags_of(rec: &[u8]) -> u8 {
+    rec[FLAGS]
+}
+
 /// Sets the access hash and the min flag of an encoded record.
 pub fn set_access_hash(rec: &mut [u8], hash: Option<i64>, min: bool) {
-    rec[12..20].copy_from_slice(&hash.unwrap_or(0).to_le_bytes());
-    rec[20] = (rec[20] & !(HAS_HASH | MIN))
+    rec[ACCESS_HASH].copy_from_slice(&hash.unwrap_or(0).to_le_bytes());
+    rec[FLAGS] = (rec[FLAGS] & !(HAS_HASH | MIN))
         | (u8::from(hash.is_some()) * HAS_HASH)
         | (u8::from(min) * MIN);
 }
@@ -132,10 +152,10 @@ impl RecordBuf {
     ) -> RecordBuf {
         // The fixed fields in one copy rather than four growth checks.
         let mut fixed = [0u8; FIXED_LEN];
-        fixed[0..4].copy_from_slice(&account.to_le_bytes());
-        fixed[4..12].copy_from_slice(&peer_id.to_le_bytes());
-        fixed[12..20].copy_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
-        fixed[20] = (u8::from(access_hash.is_some()) * HAS_HASH) | (u8::from(min) * MIN);
+        fixed[ACCOUNT].copy_from_slice(&account.to_le_bytes());
+        fixed[PEER_ID].copy_from_slice(&peer_id.to_le_bytes());
+        fixed[ACCESS_HASH].copy_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
+        fixed[FLAGS] = (u8::from(access_hash.is_some()) * HAS_HASH) | (u8::from(min) * MIN);
         buf.clear();
         buf.extend_from_slice(&fixed);
         let mut error = None;
@@ -159,7 +179,7 @@ impl RecordBuf {
 
     /// Marks the first username as the primary one.
     pub fn primary(&mut self, primary: bool) {
-        self.buf[20] = (self.buf[20] & !PRIMARY) | (u8::from(primary) * PRIMARY);
+        self.buf[FLAGS] = (self.buf[FLAGS] & !PRIMARY) | (u8::from(primary) * PRIMARY);
     }
 
     /// Appends a username.
@@ -173,7 +193,7 @@ impl RecordBuf {
             self.fail(|| "more than 255 usernames".into());
             return;
         }
-        self.buf[21] = self.usernames as u8;
+        self.buf[N_USERNAMES] = self.usernames as u8;
         self.buf.push(name.len() as u8);
         self.buf.extend_from_slice(name.as_bytes());
     }
@@ -189,7 +209,7 @@ impl RecordBuf {
         } else if std::str::from_utf8(&self.buf[start..]).is_err() {
             self.fail(|| "phone is not UTF-8".into());
         }
-        self.buf[22] = len as u8;
+        self.buf[PHONE_LEN] = len as u8;
     }
 
     /// The bytes so far, for the caller to append the tail to.
@@ -238,7 +258,7 @@ fn names_are_utf8(names: &[u8], count: u8, names_end: usize) -> bool {
 /// [`PeerRecordRef::parse`] accepted.
 pub(crate) fn key_of(rec: &[u8]) -> u64 {
     let mut id = [0u8; 8];
-    id.copy_from_slice(&rec[4..12]);
+    id.copy_from_slice(&rec[PEER_ID]);
     peer_key(
         u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]),
         i64::from_le_bytes(id),
@@ -249,8 +269,8 @@ pub(crate) fn key_of(rec: &[u8]) -> u64 {
 #[inline]
 pub(crate) fn hash_and_flags(rec: &[u8]) -> (Option<i64>, u8) {
     let mut h = [0u8; 8];
-    h.copy_from_slice(&rec[12..20]);
-    let flags = rec[20];
+    h.copy_from_slice(&rec[ACCESS_HASH]);
+    let flags = rec[FLAGS];
     (
         (flags & HAS_HASH != 0).then(|| i64::from_le_bytes(h)),
         flags,
@@ -282,7 +302,8 @@ impl<'a> PeerRecordRef<'a> {
         // Names and phone with their length bytes: usually all ASCII, and
         // then every name is UTF-8 without looking at each one.
         let names = &bytes[FIXED_LEN..r.phone_end];
-        if !names.is_ascii() && !names_are_utf8(names, bytes[21], r.names_end - FIXED_LEN) {
+        if !names.is_ascii() && !names_are_utf8(names, bytes[N_USERNAMES], r.names_end - FIXED_LEN)
+        {
             return Err(ERR);
         }
         if r.flags() & !(HAS_HASH | MIN | PRIMARY) != 0
@@ -305,14 +326,14 @@ impl<'a> PeerRecordRef<'a> {
     pub fn checked_before(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let fixed = bytes.first_chunk::<FIXED_LEN>().ok_or(ERR)?;
         let mut at = FIXED_LEN;
-        for _ in 0..fixed[21] {
+        for _ in 0..fixed[N_USERNAMES] {
             let len = *bytes.get(at).ok_or(ERR)? as usize;
             if len == 0 {
                 return Err(ERR);
             }
             at += 1 + len;
         }
-        let phone_end = at + fixed[22] as usize;
+        let phone_end = at + fixed[PHONE_LEN] as usize;
         if phone_end > bytes.len() {
             return Err(ERR);
         }
@@ -344,7 +365,7 @@ impl<'a> PeerRecordRef<'a> {
     }
     /// Flag byte.
     pub fn flags(&self) -> u8 {
-        self.fixed[20]
+        self.fixed[FLAGS]
     }
     /// Access hash, if known.
     pub fn access_hash(&self) -> Option<i64> {
@@ -360,7 +381,7 @@ impl<'a> PeerRecordRef<'a> {
     pub fn usernames(&self) -> impl Iterator<Item = &'a str> + 'a {
         let bytes = self.bytes;
         let mut at = FIXED_LEN;
-        (0..bytes[21]).map(move |_| {
+        (0..bytes[N_USERNAMES]).map(move |_| {
             let len = bytes[at] as usize;
             let s = &bytes[at + 1..at + 1 + len];
             at += 1 + len;
@@ -371,7 +392,7 @@ impl<'a> PeerRecordRef<'a> {
     pub fn has_username(&self, name: &str) -> bool {
         let (bytes, name) = (self.bytes, name.as_bytes());
         let mut at = FIXED_LEN;
-        (0..bytes[21]).any(|_| {
+        (0..bytes[N_USERNAMES]).any(|_| {
             let len = bytes[at] as usize;
             let u = &bytes[at + 1..at + 1 + len];
             at += 1 + len;

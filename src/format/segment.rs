@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | 0 | 2 | len |
 //! | 2 | 4 | check: [`peer_check`] of `len` and the record |
-//! | 6 | len | a [`super::peer_record`] |
+//! | 6 | len | peer record ([`super::peer_record`]) |
 //!
 //! Every read of a record checks it, so a lookup, a `peer()` read or a
 //! fold never trusts a damaged record. The check is not a CRC: name
@@ -28,6 +28,13 @@
 //! ([`legacy_peers`]); they are converted when such a file is opened.
 
 use crate::format::codec::DecodeError;
+
+/// Where a bucket entry's key length lives (u32).
+pub const KEY_LEN_OFFSET: usize = 0;
+/// Where a bucket entry's value length lives (u32).
+pub const VALUE_LEN_OFFSET: usize = 4;
+/// Bytes before a bucket entry's key.
+pub const ENTRY_HEAD: usize = 8;
 
 /// One decoded entry, or where and why decoding stopped.
 pub type EntryResult<'a> = Result<(&'a [u8], &'a [u8]), (usize, DecodeError)>;
@@ -48,7 +55,7 @@ pub fn put_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 
 /// Size of a generic entry.
 pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
-    8 + key.len() + value.len()
+    ENTRY_HEAD + key.len() + value.len()
 }
 
 /// Iterates the generic entries of `seg`; the first malformed entry yields
@@ -80,7 +87,11 @@ pub fn entries(seg: &[u8]) -> impl Iterator<Item = EntryResult<'_>> {
     })
 }
 
-/// Bytes before the record in a peer entry: `u16 len`, `u32 crc`.
+/// Where a peer entry's record length lives (u16).
+pub const PEER_LEN_OFFSET: usize = 0;
+/// Where a peer entry's check lives (u32, [`peer_check`]).
+pub const PEER_CHECK_OFFSET: usize = 2;
+/// Bytes before the record in a peer entry: `u16 len`, `u32 check`.
 pub const PEER_HEAD: usize = 6;
 
 /// Size of the peer entry holding a record of `len` bytes.

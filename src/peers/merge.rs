@@ -9,7 +9,7 @@ use crate::format::bucket::{check_key, check_put};
 use crate::format::commit::Op;
 use crate::format::index::{NameKind, name_hash};
 use crate::format::peer_record::{
-    HAS_HASH, MIN, PeerRecordRef, hash_and_flags, key_of, set_access_hash,
+    HAS_HASH, MIN, PeerRecordRef, flags_of, hash_and_flags, key_of, set_access_hash,
 };
 use crate::peers::table::{FastMap, NameOwners, OldNames, PeerState, names_of, old_names};
 
@@ -176,7 +176,8 @@ impl BatchPeers {
 /// is kept over a min one or none, and a record saved without a hash
 /// keeps the stored one.
 fn merge_min(rec: &mut [u8], cur_hash: Option<i64>, cur_min: bool) {
-    let (has, min) = (rec[20] & HAS_HASH != 0, rec[20] & MIN != 0);
+    let flags = flags_of(rec);
+    let (has, min) = (flags & HAS_HASH != 0, flags & MIN != 0);
     let known_full = cur_hash.is_some() && !cur_min;
     if known_full && (min || !has) {
         set_access_hash(rec, cur_hash, false);
