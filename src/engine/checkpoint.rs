@@ -487,9 +487,9 @@ impl Inner {
     ///
     /// The bytes pass through a buffer of [`SEGMENT_CHUNK`], not one the
     /// size of the segment: fresh pages cost more to fault in than the copy
-    /// into the file does (about 1.4 µs per 4 KiB page on the benchmark
-    /// machine). The new generation, and the index build before it, read
-    /// the segment back from the file's mapping.
+    /// into the file does (figures: benches/README.md, "Figures behind
+    /// design choices"). The new generation, and the index build before
+    /// it, read the segment back from the file's mapping.
     pub(super) fn write_peer_segment(
         &self,
         w: &mut Writer,

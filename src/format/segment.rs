@@ -22,9 +22,10 @@
 //!
 //! Every read of a record checks it, so a lookup, a `peer()` read or a
 //! fold never trusts a damaged record. The check is not a CRC: name
-//! lookups read a record each, and a CRC-32 of a 40-byte record (table
-//! path, feature detection) cost them ~115 instructions; the word check
-//! costs ~20 and still catches every change confined to one byte. Version 1 entries had no CRC
+//! lookups read a record each, and a CRC-32 of a short record costs them
+//! several times what the word check does (figures: benches/README.md,
+//! "Figures behind design choices"), which still catches every change
+//! confined to one byte. Version 1 entries had no CRC
 //! ([`legacy_peers`]); they are converted when such a file is opened.
 
 use crate::format::codec::DecodeError;

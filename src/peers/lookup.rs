@@ -18,9 +18,9 @@
 //! generation: then the caller asks the state under its read lock. The
 //! writer adds a name there before the state changes its owner, so a
 //! reader that does not find it there reads an owner that was right as of
-//! some commit. (Every reader writes the read lock's counter: with two
-//! threads resolving usernames at once, each lookup took 330-390 ns under
-//! the lock and takes 76 ns without it.)
+//! some commit. (Every reader writes the read lock's counter, so readers
+//! on several threads contend on its cache line; figures:
+//! benches/README.md, "Figures behind design choices".)
 
 use crate::format::index::{Damaged, IdTable, NameKind, id_hash};
 use crate::peers::generation::PeerGen;
@@ -55,8 +55,8 @@ struct Entry {
 /// A bit array in front of the entries (four bits per slot, one set per
 /// key, never cleared) answers most lookups of unchanged peers: a bot that
 /// re-saves peers all day keeps this table large, and probing it cost
-/// every id lookup a second cache miss (30% of 1M peers changed: 55-61 ns
-/// per lookup instead of 33).
+/// every id lookup a second cache miss (figures: benches/README.md,
+/// "Figures behind design choices").
 #[derive(Debug)]
 pub(crate) struct Recent {
     entries: Box<[Entry]>,

@@ -411,8 +411,9 @@ impl PeerState {
 
     /// Brackets the replay of the log at open: until `false`, changed names
     /// are only kept in the state, then handed to the lock-free lookups in
-    /// one table of the right size (growing it name by name was 5% of an
-    /// open with a 10k-record tail; the peers' table likewise).
+    /// one table of the right size (growing it name by name was a visible
+    /// share of an open with a long log tail, the peers' table likewise;
+    /// benches/README.md, "Figures behind design choices").
     pub fn replaying(&mut self, on: bool) {
         let p = self;
         if p.replaying && !on {
