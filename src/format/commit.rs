@@ -211,6 +211,11 @@ pub fn decode(payload: &[u8]) -> Result<Commit, DecodeError> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failed test"
+)]
 mod tests {
     use super::super::peer_record::PeerRecord;
     use super::*;

@@ -3,6 +3,11 @@
 //!
 //! Every integer is little-endian. Every structure that is read straight out
 //! of a mapping is a `#[repr(C)]` struct of byte arrays (align 1, no padding).
+//!
+//! Decoding is panic-free: indexing, slicing and `unwrap` are denied in
+//! this module tree, and each exception is an `#[expect]` saying why the
+//! index cannot be out of bounds.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
 pub mod bucket;
 pub mod codec;

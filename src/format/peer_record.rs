@@ -60,11 +60,19 @@ pub fn split_key(key: u64) -> (u32, i64) {
 }
 
 /// The flags byte of an encoded record (at least [`FIXED_LEN`] bytes).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
 pub fn flags_of(rec: &[u8]) -> u8 {
     rec[FLAGS]
 }
 
 /// Sets the access hash and the min flag of an encoded record.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
 pub fn set_access_hash(rec: &mut [u8], hash: Option<i64>, min: bool) {
     rec[ACCESS_HASH].copy_from_slice(&hash.unwrap_or(0).to_le_bytes());
     rec[FLAGS] = (rec[FLAGS] & !(HAS_HASH | MIN))
@@ -178,11 +186,19 @@ impl RecordBuf {
     }
 
     /// Marks the first username as the primary one.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the FIXED_LEN fixed bytes (`RecordBuf::new`)"
+    )]
     pub fn primary(&mut self, primary: bool) {
         self.buf[FLAGS] = (self.buf[FLAGS] & !PRIMARY) | (u8::from(primary) * PRIMARY);
     }
 
     /// Appends a username.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the FIXED_LEN fixed bytes (`RecordBuf::new`)"
+    )]
     pub fn username(&mut self, name: &str) {
         if name.is_empty() || name.len() > 255 {
             self.fail(|| format!("username of {} bytes (1..=255 allowed)", name.len()));
@@ -200,6 +216,10 @@ impl RecordBuf {
 
     /// Sets the phone (after the usernames, before the tail); empty
     /// means none.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the FIXED_LEN fixed bytes (`RecordBuf::new`), and `start` is its length before the phone"
+    )]
     pub fn phone(&mut self, phone: impl Iterator<Item = u8>) {
         let start = self.buf.len();
         self.buf.extend(phone);
@@ -242,6 +262,10 @@ fn is_utf8(b: &[u8]) -> bool {
 /// `names`: `count` length-prefixed names (lengths already checked to fit)
 /// from 0 to `names_end`, then the phone. True when each is UTF-8.
 #[cold]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "called by `parse` after `checked_before` proved every length byte and `names_end` fit inside `names`"
+)]
 fn names_are_utf8(names: &[u8], count: u8, names_end: usize) -> bool {
     let mut at = 0;
     for _ in 0..count {
@@ -256,6 +280,10 @@ fn names_are_utf8(names: &[u8], count: u8, names_end: usize) -> bool {
 
 /// The key of an encoded record that [`RecordBuf`] built or
 /// [`PeerRecordRef::parse`] accepted.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
 pub(crate) fn key_of(rec: &[u8]) -> u64 {
     let mut id = [0u8; 8];
     id.copy_from_slice(&rec[PEER_ID]);
@@ -267,6 +295,10 @@ pub(crate) fn key_of(rec: &[u8]) -> u64 {
 
 /// Access hash and flags of an encoded record (as [`key_of`] requires).
 #[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
 pub(crate) fn hash_and_flags(rec: &[u8]) -> (Option<i64>, u8) {
     let mut h = [0u8; 8];
     h.copy_from_slice(&rec[ACCESS_HASH]);
@@ -294,6 +326,10 @@ const ERR: DecodeError = DecodeError {
 
 impl<'a> PeerRecordRef<'a> {
     /// Checks the layout of `bytes` (lengths, UTF-8, id range) without copying.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved FIXED_LEN <= names_end <= phone_end <= bytes.len()"
+    )]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_LEN {
             return Err(ERR);
@@ -378,6 +414,10 @@ impl<'a> PeerRecordRef<'a> {
         self.flags() & MIN != 0
     }
     /// Usernames, in stored order.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a `PeerRecordRef` exists only once `checked_before` proved every username length fits before `names_end`"
+    )]
     pub fn usernames(&self) -> impl Iterator<Item = &'a str> + 'a {
         let bytes = self.bytes;
         let mut at = FIXED_LEN;
@@ -389,6 +429,10 @@ impl<'a> PeerRecordRef<'a> {
         })
     }
     /// True when one of the usernames equals `name`, ASCII case-insensitively.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a `PeerRecordRef` exists only once `checked_before` proved every username length fits before `names_end`"
+    )]
     pub fn has_username(&self, name: &str) -> bool {
         let (bytes, name) = (self.bytes, name.as_bytes());
         let mut at = FIXED_LEN;
@@ -403,16 +447,28 @@ impl<'a> PeerRecordRef<'a> {
         })
     }
     /// True when the phone is exactly `phone`.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved names_end <= phone_end <= bytes.len()"
+    )]
     pub fn has_phone(&self, phone: &str) -> bool {
         let p = &self.bytes[self.names_end..self.phone_end];
         !p.is_empty() && p == phone.as_bytes()
     }
     /// Phone, if any.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved names_end <= phone_end <= bytes.len()"
+    )]
     pub fn phone(&self) -> Option<&'a str> {
         let p = &self.bytes[self.names_end..self.phone_end];
         (!p.is_empty()).then(|| std::str::from_utf8(p).unwrap_or_default())
     }
     /// The typed layer's bytes.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved phone_end <= bytes.len()"
+    )]
     pub fn tail(&self) -> &'a [u8] {
         &self.bytes[self.phone_end..]
     }
@@ -432,6 +488,11 @@ impl<'a> PeerRecordRef<'a> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failed test"
+)]
 mod tests {
     use super::*;
 

@@ -61,6 +61,10 @@ pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
 
 /// Iterates the generic entries of `seg`; the first malformed entry yields
 /// an error with its offset and ends the iteration.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`head` is 8 bytes, taken with `get`"
+)]
 pub fn entries(seg: &[u8]) -> impl Iterator<Item = EntryResult<'_>> {
     let mut at = 0usize;
     let mut failed = false;
@@ -107,6 +111,10 @@ pub fn peer_entry_len(len: usize) -> usize {
 /// (modulo 64) of one rotated word, never two bits 32 apart, so it always
 /// changes the check; an all-zero entry fails it too. Random damage
 /// passes with probability 2^-32.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`rest` is the remainder of `chunks_exact(8)`: shorter than `w`"
+)]
 pub fn peer_check(len: [u8; 2], record: &[u8]) -> u32 {
     let mut h = u16::from_le_bytes(len) as u64 ^ 0x9e37_79b9_7f4a_7c15;
     let mut chunks = record.chunks_exact(8);
@@ -144,6 +152,10 @@ const CRC: DecodeError = DecodeError {
 /// The peer record whose entry starts at `at` (the offset an index slot
 /// holds), after checking its CRC.
 #[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`head` is PEER_HEAD bytes, taken with `get`"
+)]
 pub fn peer_at(seg: &[u8], at: usize) -> Result<&[u8], DecodeError> {
     let head = seg
         .get(at..at.checked_add(PEER_HEAD).ok_or(BOUNDS)?)
@@ -170,6 +182,10 @@ pub fn peers(
 
 /// Iterates a version 1 peer segment (`u16 len`, record; no per-entry
 /// CRC: the caller checks the whole segment's CRC first).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`head` is 2 bytes, taken with `get`"
+)]
 pub fn legacy_peers(
     seg: &[u8],
 ) -> impl Iterator<Item = Result<(usize, &[u8]), (usize, DecodeError)>> + Clone {
@@ -208,6 +224,7 @@ fn walk<'a>(
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests: a panic is a failed test")]
 mod tests {
     use super::*;
 
