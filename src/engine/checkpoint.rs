@@ -101,6 +101,46 @@ struct Done {
     rewritten: Vec<&'static str>,
 }
 
+/// Repair ([`crate::Store::repair`]): the old table's records as its sound
+/// id slots find them, in id-hash order of the slots. A record that fails
+/// its check is rebuilt from its slot (key, access hash, flags) into
+/// `rebuilt`, and its key noted in `salvaged`.
+fn salvage_records<'t>(
+    table: &'t PeerGen,
+    salvaged: &mut Vec<u64>,
+    rebuilt: &mut Vec<(u64, Vec<u8>)>,
+) -> Result<Vec<(u64, PeerRecordRef<'t>)>> {
+    let mut v: Vec<(u64, PeerRecordRef<'t>)> = Vec::new();
+    for (i, s) in table.view().id_slots().iter().enumerate() {
+        if !s.is_sound() {
+            return Err(table.damaged(index::Damaged {
+                table: index::Table::Id,
+                slot: i,
+            }));
+        }
+        if s.key() == 0 {
+            continue;
+        }
+        match table.record_at(s.offset(), s.key()) {
+            Ok(r) => v.push((index::id_hash(s.key()), r)),
+            Err(_) => {
+                let (account, peer_id) = crate::format::peer_record::split_key(s.key());
+                let rec = crate::format::peer_record::PeerRecord {
+                    account,
+                    peer_id,
+                    access_hash: s.access_hash(),
+                    min: s.flags() & MIN != 0,
+                    tail: vec![1, 0],
+                    ..Default::default()
+                };
+                rebuilt.push((s.key(), rec.encode()));
+                salvaged.push(s.key());
+            }
+        }
+    }
+    Ok(v)
+}
+
 impl Inner {
     pub(super) fn peers_need_fold(&self, w: &Writer) -> bool {
         self.enough_changed_peers(&self.state.read().peers) || w.index_unsaved
@@ -527,37 +567,7 @@ impl Inner {
         let mut rebuilt: Vec<(u64, Vec<u8>)> = Vec::new();
         let from_slots = match w.salvage.as_mut() {
             None => None,
-            Some(salvaged) => {
-                let mut v: Vec<(u64, PeerRecordRef<'_>)> = Vec::new();
-                for (i, s) in table.view().id_slots().iter().enumerate() {
-                    if !s.is_sound() {
-                        return Err(table.damaged(index::Damaged {
-                            table: index::Table::Id,
-                            slot: i,
-                        }));
-                    }
-                    if s.key() == 0 {
-                        continue;
-                    }
-                    match table.record_at(s.offset(), s.key()) {
-                        Ok(r) => v.push((index::id_hash(s.key()), r)),
-                        Err(_) => {
-                            let (account, peer_id) = crate::format::peer_record::split_key(s.key());
-                            let rec = crate::format::peer_record::PeerRecord {
-                                account,
-                                peer_id,
-                                access_hash: s.access_hash(),
-                                min: s.flags() & MIN != 0,
-                                tail: vec![1, 0],
-                                ..Default::default()
-                            };
-                            rebuilt.push((s.key(), rec.encode()));
-                            salvaged.push(s.key());
-                        }
-                    }
-                }
-                Some(v)
-            }
+            Some(salvaged) => Some(salvage_records(table, salvaged, &mut rebuilt)?),
         };
         let mut from_slots = from_slots.map(|mut v| {
             for (k, b) in &rebuilt {
@@ -623,18 +633,24 @@ impl Inner {
             count: out.count,
             crc: mask(out.crc.finalize()),
         };
-        let seg = match self.file.map(seg_ref.offset, seg_ref.len) {
+        let seg = self.read_back(w, &seg_ref)?;
+        Ok((seg_ref, seg))
+    }
+
+    /// The new peer segment as the next generation reads it: mapped, or
+    /// read back where the backend cannot map.
+    fn read_back(&self, w: &mut Writer, seg_ref: &SegmentRef) -> Result<Region> {
+        Ok(match self.file.map(seg_ref.offset, seg_ref.len) {
             Ok(Some(m)) => m,
             Ok(None) => {
-                let mut bytes = vec![0; out.len as usize];
+                let mut bytes = vec![0; seg_ref.len as usize];
                 self.file
                     .read_at(&mut bytes, seg_ref.offset)
                     .map_err(w.poison("reading the peer segment back"))?;
                 Region::heap(bytes)
             }
             Err(e) => return Err(w.poison("mapping the peer segment")(e)),
-        };
-        Ok((seg_ref, seg))
+        })
     }
 
     /// Frees quarantined regions no mapping can see any more, and gives
