@@ -31,26 +31,26 @@
 //! counter. Queue and dedup sequence numbers continue from the largest live
 //! one.
 
-use crate::bytes::Bytes;
+use crate::sys::bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::engine::options::Options;
+use crate::engine::state::State;
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
 use crate::format::NUM_BUCKETS;
+use crate::format::bucket::{CONVERSATIONS, DEDUP, MAX_KEY_LEN, META, QUEUE, SESSION, STATE};
+use crate::format::codec::{DecodeError, Reader, Writer};
 use crate::format::commit::Op;
 use crate::format::index::NameKind;
 use crate::format::peer_record::{MAX_ACCOUNT, PRIMARY, PeerRecordRef, RecordBuf, peer_key};
-use crate::io::MemFile;
+use crate::peers::merge::{Change, RecordList};
 use crate::session::{DcAuth, Session};
-use crate::state::State;
 use crate::storage::Storage;
-use crate::store::{
-    CONVERSATIONS, Change, DEDUP, MAX_KEY_LEN, META, Options, QUEUE, RecordList, SESSION, STATE,
-    Store,
-};
+use crate::sys::io::MemFile;
 use crate::types::{
     ChannelState, Conversation, DurableUpdate, PHONE_RULE, Peer, PeerId, USERNAME_RULE,
     UpdateState, check_channel_id, check_conversation_ids, normalize_phone, normalize_username,
@@ -257,7 +257,12 @@ impl Store {
                     })
                 }));
             }
-            changes.extend(st.peer_keys(Some(n))?.into_iter().map(Change::DeletePeer));
+            changes.extend(
+                st.peers
+                    .peer_keys(Some(n))?
+                    .into_iter()
+                    .map(Change::DeletePeer),
+            );
             changes.push(Change::Op(Op::Delete {
                 bucket: META,
                 key: key.clone(),
@@ -476,10 +481,10 @@ impl Account {
     /// The peer an index entry names, decoded.
     fn peer_at(&self, kind: NameKind, name: &str) -> Result<Option<Peer>> {
         self.store.read(|st| {
-            let Some(key) = st.owner(kind, self.number, name)? else {
+            let Some(key) = st.peers.owner(kind, self.number, name)? else {
                 return Ok(None);
             };
-            st.record(key)?.map(|r| record_peer(&r)).transpose()
+            st.peers.record(key)?.map(|r| record_peer(&r)).transpose()
         })
     }
 }
@@ -568,18 +573,22 @@ impl<'a> Transaction<'a> {
     #[cfg(feature = "grammers")]
     pub(crate) fn stored_peer(&self, id: PeerId) -> Result<Option<Peer>> {
         let key = peer_key(self.account.number, id.bot_api());
-        self.st.record(key)?.map(|r| record_peer(&r)).transpose()
+        self.st
+            .peers
+            .record(key)?
+            .map(|r| record_peer(&r))
+            .transpose()
     }
 
     /// Every peer of the account, as committed before this transaction, by
     /// Bot API id ascending.
     #[cfg(feature = "grammers")]
     pub(crate) fn stored_peers(&self) -> Result<Vec<Peer>> {
-        let mut keys = self.st.peer_keys(Some(self.account.number))?;
+        let mut keys = self.st.peers.peer_keys(Some(self.account.number))?;
         keys.sort_unstable_by_key(|&k| crate::format::peer_record::split_key(k).1);
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            if let Some(r) = self.st.record(k)? {
+            if let Some(r) = self.st.peers.record(k)? {
                 out.push(record_peer(&r)?);
             }
         }
@@ -932,22 +941,26 @@ impl Storage for Account {
     fn peer(&self, id: PeerId) -> Result<Option<Peer>> {
         let key = peer_key(self.number, id.bot_api());
         self.store
-            .read(|st| st.record(key)?.map(|r| record_peer(&r)).transpose())
+            .read(|st| st.peers.record(key)?.map(|r| record_peer(&r)).transpose())
     }
     fn delete_peer(&self, id: PeerId) -> Result<bool> {
         self.tx(false, |tx| {
-            let existed = tx.st.record(peer_key(self.number, id.bot_api()))?.is_some();
+            let existed = tx
+                .st
+                .peers
+                .record(peer_key(self.number, id.bot_api()))?
+                .is_some();
             tx.delete_peer(id)?;
             Ok(existed)
         })
     }
     fn peers(&self) -> Result<Vec<Peer>> {
         self.store.read(|st| {
-            let mut keys = st.peer_keys(Some(self.number))?;
+            let mut keys = st.peers.peer_keys(Some(self.number))?;
             keys.sort_unstable_by_key(|&k| crate::format::peer_record::split_key(k).1);
             let mut out = Vec::with_capacity(keys.len());
             for k in keys {
-                if let Some(r) = st.record(k)? {
+                if let Some(r) = st.peers.record(k)? {
                     out.push(record_peer(&r)?);
                 }
             }

@@ -1,10 +1,33 @@
 //! Raw buckets: named byte-key, byte-value maps for anything the typed API
 //! does not cover, and [`Batch`] to change several of them atomically.
 
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
+use crate::format::bucket::{MAX_KEY_LEN, RAW, check_put};
 use crate::format::commit::Op;
-use crate::store::{Change, MAX_KEY_LEN, RAW, Store, check_put};
+use crate::peers::merge::Change;
 use std::ops::Bound;
+
+impl Store {
+    /// A named raw bucket: the escape hatch for anything the typed API does
+    /// not cover. Names are 1..=255 bytes.
+    pub fn bucket(&self, name: &str) -> Result<Bucket> {
+        Bucket::new(self.clone(), name)
+    }
+
+    /// A batch of puts and deletes across raw buckets, committed atomically.
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.clone())
+    }
+
+    /// Runs `f` on a batch and commits it atomically if `f` succeeds.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Batch) -> Result<R>) -> Result<R> {
+        let mut b = self.batch();
+        let r = f(&mut b)?;
+        b.commit()?;
+        Ok(r)
+    }
+}
 
 /// A named raw bucket. Cheap to clone; see [`Store::bucket`].
 ///

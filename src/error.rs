@@ -106,6 +106,13 @@ pub enum Error {
     SessionString(#[from] crate::session::SessionStringError),
 }
 
+impl From<crate::format::bucket::TooLarge> for Error {
+    fn from(e: crate::format::bucket::TooLarge) -> Self {
+        let crate::format::bucket::TooLarge { what, len, max } = e;
+        Error::TooLarge { what, len, max }
+    }
+}
+
 /// Context of the open of a store file for reading and writing.
 pub(crate) const OPENING_RW: &str = "opening the store file";
 /// Context of the open of a store file for reading only.

@@ -100,11 +100,12 @@ use grammers_session::{BoxFuture, Session, SessionData};
 use parking_lot::{Mutex, RwLock};
 
 use crate::account::{Account, Transaction};
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::engine::options::Options;
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
+use crate::format::codec::{DecodeError, Reader, Writer};
 use crate::format::peer_record::MIN;
 use crate::session::{AuthKey, DcAuth, Session as PeerlogSessionRecord};
-use crate::store::{Options, Store};
 use crate::types::{
     ChannelKind, Peer, PeerId, PeerKind, UpdateState, normalize_phone, normalize_username,
 };

@@ -8,42 +8,38 @@
 
 mod account;
 pub mod bucket;
-mod bytes;
-pub mod codec;
 pub mod conformance;
+mod engine;
 mod error;
+/// The on-disk format, one module per structure. Public for the fuzz
+/// targets and the damage tests only: hidden from the docs and not part of
+/// the stable API (FORMAT.md is the spec).
+#[doc(hidden)]
 pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
-pub mod io;
-mod logscan;
-mod lookup;
-mod mmap;
 mod peers;
 pub mod pool;
-mod rcu;
-mod recovery;
-mod state;
-mod stats;
 mod storage;
-mod store;
-mod verify;
+mod sys;
 
 pub use account::{Account, MemoryStorage, Transaction};
 pub use bucket::{Batch, Bucket};
+pub use engine::options::{Durability, Options};
+pub use engine::stats::{BucketStats, Stats};
+pub use engine::store::Store;
+pub use engine::verify::{Problem, RepairReport, VerifyReport, verify_file};
+pub use engine::writer::Compaction;
 pub use error::{Error, Result};
+pub use format::bucket::{BUCKET_NAMES, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use format::codec;
+#[doc(hidden)]
 pub use format::peer_record::PeerRecord;
-pub use mmap::Region;
 pub use pool::{AsPoolKey, MAX_POOL_NAME_LEN, Pool, PoolHandle, PoolKey, PoolOptions, PoolStats};
-pub use stats::{BucketStats, Stats};
 pub use storage::Storage;
-pub use store::{
-    BUCKET_NAMES, Compaction, Durability, MAX_COMMIT_LEN, MAX_KEY_LEN, MAX_VALUE_LEN, Options,
-    Store,
-};
-pub use verify::{Problem, RepairReport, VerifyReport, verify_file};
-pub mod session;
-pub mod types;
+pub use sys::io;
+mod session;
+mod types;
 
 pub use session::*;
 pub use types::*;

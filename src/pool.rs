@@ -51,9 +51,10 @@
 //! you need is reaped.
 
 use crate::account::Account;
+use crate::engine::options::{Durability, Options};
+use crate::engine::store::Store;
 use crate::error::{Error, Result};
-use crate::io::MemFile;
-use crate::store::{Durability, Options, Store};
+use crate::sys::io::MemFile;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::fmt;

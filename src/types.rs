@@ -2,11 +2,11 @@
 //! state, durable updates and conversations.
 //!
 //! Every record type has an explicit, versioned binary encoding built on
-//! [`crate::codec`] (little-endian). Each encoding starts with a one-byte
+//! [`crate::format::codec`] (little-endian). Each encoding starts with a one-byte
 //! version (currently `1`); decoders reject unknown versions and trailing
 //! bytes, and never panic on hostile input.
 
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::format::codec::{DecodeError, Reader, Writer};
 
 /// Offset added to a bare channel id to form its (negated) Bot API id.
 const CHANNEL_OFFSET: i64 = 1_000_000_000_000;
@@ -351,7 +351,8 @@ pub fn normalize_username(username: &str) -> Option<&str> {
     let u = username.strip_prefix('@').unwrap_or(username);
     let b = u.as_bytes();
     // A table lookup per byte: every username lookup runs this, and the
-    // range tests took 150 instructions for a 10-byte name.
+    // range tests cost several times more (benches/README.md, "Figures
+    // behind design choices").
     let ok = (MIN_USERNAME_LEN..=MAX_USERNAME_LEN).contains(&b.len())
         && b[0].is_ascii_alphabetic()
         && b.iter().fold(true, |ok, &c| ok & USERNAME_BYTE[c as usize]);

@@ -15,8 +15,14 @@
 
 use super::NUM_BUCKETS;
 use super::peer_record::PeerRecordRef;
-use crate::codec::{DecodeError, Reader, Writer};
+use crate::format::codec::{DecodeError, Reader, Writer};
 
+/// Where the commit's seq lives (u64).
+pub const SEQ_OFFSET: usize = 0;
+/// Where `synced_through` lives (u64).
+pub const SYNCED_THROUGH_OFFSET: usize = 8;
+/// Where the op count lives (u32).
+pub const OP_COUNT_OFFSET: usize = 16;
 /// Bytes before the ops.
 pub const HEADER_LEN: usize = 20;
 
@@ -172,7 +178,7 @@ pub fn decode(payload: &[u8]) -> Result<Commit, DecodeError> {
         let op = match r.u8()? {
             c @ (1 | 2) => {
                 let bucket = r.u8()?;
-                if bucket as usize >= NUM_BUCKETS || bucket == crate::store::PEERS {
+                if bucket as usize >= NUM_BUCKETS || bucket == super::bucket::PEERS {
                     return Err(bad);
                 }
                 let key = r.bytes()?.to_vec();
@@ -205,6 +211,11 @@ pub fn decode(payload: &[u8]) -> Result<Commit, DecodeError> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failed test"
+)]
 mod tests {
     use super::super::peer_record::PeerRecord;
     use super::*;

@@ -40,6 +40,10 @@ pub fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends one frame whose payload `write` appends in place (no copy).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`out` was just extended by HEADER_LEN bytes at `start`: every index is below `start + HEADER_LEN`"
+)]
 pub fn encode_with(kind: u8, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
@@ -85,6 +89,10 @@ impl Frame<'_> {
 
 /// Checks the header at the start of `buf` without touching the payload:
 /// the kind and the payload length it announces (O(1), no CRC).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`header` is the first HEADER_LEN bytes, taken with `get`; the offsets are constants below it"
+)]
 pub fn decode_header(buf: &[u8]) -> Result<(u8, u32), FrameError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
         return Err(FrameError::Short);
@@ -98,6 +106,10 @@ pub fn decode_header(buf: &[u8]) -> Result<(u8, u32), FrameError> {
 }
 
 /// Parses the frame at the start of `buf` (which may hold more after it).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`decode_header` proved `buf` holds HEADER_LEN bytes; `body` (at least HEADER_LEN bytes) and `crc` (TRAILER_LEN) were taken with `get`"
+)]
 pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
     let (_, len) = decode_header(buf)?;
     let header = &buf[..HEADER_LEN];
@@ -116,6 +128,11 @@ pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failed test"
+)]
 mod tests {
     use super::*;
 

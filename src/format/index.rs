@@ -61,6 +61,10 @@ pub const HEADER_LEN: usize = 64;
 pub const SEGMENT_OFFSET_OFFSET: usize = 48;
 /// Offset of `header_crc`.
 pub const HEADER_CRC_OFFSET: usize = 60;
+/// Bytes of one id slot (FORMAT.md, "Id slot").
+pub const ID_SLOT_LEN: usize = ID;
+/// Bytes of one name slot (FORMAT.md, "Name slot").
+pub const NAME_SLOT_LEN: usize = NAME;
 
 /// Id table slot, 24 bytes.
 ///
@@ -240,6 +244,10 @@ pub enum NameKind {
 /// a time, and the folds do not wait on each other's carries one byte at a
 /// time as the FNV hash of earlier schemes did: a quarter of a username
 /// lookup's time.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`word(at)` is called only with `at + 8 <= b.len()`"
+)]
 pub fn name_hash(kind: NameKind, account: u32, name: &str) -> u64 {
     const K1: u64 = 0x243f_6a88_85a3_08d3;
     const K2: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -284,6 +292,10 @@ fn distance(i: usize, home: usize, n: usize) -> usize {
 
 /// Robin Hood insertion: the entry travelling forward takes the place of
 /// any resident that is closer to its own home, which then travels on.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`i` starts at `start(h, n) < n` and wraps at `n`; tables are never empty (`slots_for` gives at least one slot)"
+)]
 fn robin_hood_insert<T: Copy>(table: &mut [T], mut entry: T, hash_of: impl Fn(&T) -> Option<u64>) {
     let n = table.len();
     let Some(h) = hash_of(&entry) else { return };
@@ -313,6 +325,10 @@ fn robin_hood_insert<T: Copy>(table: &mut [T], mut entry: T, hash_of: impl Fn(&T
 /// order, so the ids arrive sorted; names are sorted here. The few
 /// entries that run past the last slot wrap to the front through
 /// [`robin_hood_insert`], which keeps the order.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`at < n` is checked before the store"
+)]
 fn fill<T: Copy>(table: &mut [T], mut entries: Vec<(u64, T)>, hash_of: impl Fn(&T) -> Option<u64>) {
     if !entries.is_sorted_by_key(|e| e.0) {
         entries.sort_unstable_by_key(|e| e.0);
@@ -368,6 +384,10 @@ impl Header {
         id.checked_add(names)?.checked_add(HEADER_LEN as u64)
     }
 
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "constant offsets inside the HEADER_LEN-byte array"
+    )]
     fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
@@ -391,6 +411,10 @@ impl Header {
 
     /// Cheap open-time check: magic, version, hash id, CRC, exact length,
     /// non-empty tables with a free slot each.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`b` is the first HEADER_LEN bytes, taken with `get`; every offset read is a constant below HEADER_LEN"
+    )]
     pub fn decode(region: &[u8]) -> Result<Header, &'static str> {
         let b = region
             .get(..HEADER_LEN)
@@ -507,6 +531,10 @@ impl<'a> IndexView<'a> {
     /// caller confirms each against the record. Every slot the probe reads
     /// is checked first: a damaged one ends the iteration with
     /// [`Damaged`], so a name is never reported absent because of it.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`i` starts below `n` and wraps at `n`; the loop indexes only while `d < n`, so an empty table is never indexed"
+    )]
     pub fn names(
         &self,
         kind: NameKind,
@@ -634,6 +662,10 @@ impl<'a> IdTable<'a> {
     /// that probes often keeps it, rather than divide on every lookup).
     /// `key` is a peer key, never 0 (peer ids are non-zero in 42 bits).
     #[inline]
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the hot path: `win` is FAST whole id slots taken with `get`, and `at` a constant offset inside it; a checked read here would cost every lookup (benches/README.md)"
+    )]
     pub fn found_in(&self, key: u64, n: usize) -> Option<(Option<i64>, u8)> {
         debug_assert_eq!(n, self.ids.len() / ID);
         debug_assert_ne!(key, 0);
@@ -778,6 +810,10 @@ fn slots_for(count: usize, load: f64) -> usize {
 /// `records` yields `(offset in segment, record)`; keys must be unique.
 /// `count` is how many it will yield, if known (a capacity hint, 0 if not).
 /// Each record is read once; the tables are sized from what was gathered.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`region` is `region_len()` bytes, exactly the header and the slots the splits take (counts of entries held in memory cannot overflow it)"
+)]
 pub fn build<'r>(
     records: impl Iterator<Item = (u64, PeerRecordRef<'r>)>,
     count: usize,
@@ -867,6 +903,11 @@ pub fn slots_crc_ok(region: &[u8], header: &Header) -> bool {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failed test"
+)]
 mod tests {
     use super::super::{peer_record::PeerRecord, segment};
     use super::*;

@@ -10,14 +10,29 @@
 //! | 20 | 1 | flags | bit 0 has access hash, bit 1 min, bit 2 first username is the primary one |
 //! | 21 | 1 | n_usernames | |
 //! | 22 | 1 | phone_len | 0: no phone |
-//! | 23 | … | usernames | n × (u8 len, bytes) |
-//! | … | phone_len | phone | ASCII |
+//! | 23 | … | usernames | n × (`u8 len` (1..=255), UTF-8 bytes) |
+//! | … | phone_len | phone | UTF-8 |
 //! | … | rest | tail | owned by the typed layer |
 
-use crate::codec::DecodeError;
+use crate::format::codec::DecodeError;
+use std::ops::Range;
 
+/// Where the account number lives (u32).
+pub const ACCOUNT: Range<usize> = 0..4;
+/// Where the Bot API peer id lives (i64).
+pub const PEER_ID: Range<usize> = 4..12;
+/// Where the access hash lives (i64; 0 without [`HAS_HASH`]).
+pub const ACCESS_HASH: Range<usize> = 12..20;
+/// The flags byte ([`HAS_HASH`], [`MIN`], [`PRIMARY`]).
+pub const FLAGS: usize = 20;
+/// The number of usernames.
+pub const N_USERNAMES: usize = 21;
+/// The phone's length (0: no phone).
+pub const PHONE_LEN: usize = 22;
 /// Bytes before the usernames.
 pub const FIXED_LEN: usize = 23;
+const _: () = assert!(ACCOUNT.end == PEER_ID.start && PEER_ID.end == ACCESS_HASH.start);
+const _: () = assert!(ACCESS_HASH.end == FLAGS && PHONE_LEN + 1 == FIXED_LEN);
 /// Largest encoded record (the peer segment frames records with a u16).
 pub const MAX_LEN: usize = u16::MAX as usize;
 /// Flag: the access hash field is meaningful.
@@ -44,10 +59,23 @@ pub fn split_key(key: u64) -> (u32, i64) {
     (account, id)
 }
 
+/// The flags byte of an encoded record (at least [`FIXED_LEN`] bytes).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
+pub fn flags_of(rec: &[u8]) -> u8 {
+    rec[FLAGS]
+}
+
 /// Sets the access hash and the min flag of an encoded record.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
 pub fn set_access_hash(rec: &mut [u8], hash: Option<i64>, min: bool) {
-    rec[12..20].copy_from_slice(&hash.unwrap_or(0).to_le_bytes());
-    rec[20] = (rec[20] & !(HAS_HASH | MIN))
+    rec[ACCESS_HASH].copy_from_slice(&hash.unwrap_or(0).to_le_bytes());
+    rec[FLAGS] = (rec[FLAGS] & !(HAS_HASH | MIN))
         | (u8::from(hash.is_some()) * HAS_HASH)
         | (u8::from(min) * MIN);
 }
@@ -132,10 +160,10 @@ impl RecordBuf {
     ) -> RecordBuf {
         // The fixed fields in one copy rather than four growth checks.
         let mut fixed = [0u8; FIXED_LEN];
-        fixed[0..4].copy_from_slice(&account.to_le_bytes());
-        fixed[4..12].copy_from_slice(&peer_id.to_le_bytes());
-        fixed[12..20].copy_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
-        fixed[20] = (u8::from(access_hash.is_some()) * HAS_HASH) | (u8::from(min) * MIN);
+        fixed[ACCOUNT].copy_from_slice(&account.to_le_bytes());
+        fixed[PEER_ID].copy_from_slice(&peer_id.to_le_bytes());
+        fixed[ACCESS_HASH].copy_from_slice(&access_hash.unwrap_or(0).to_le_bytes());
+        fixed[FLAGS] = (u8::from(access_hash.is_some()) * HAS_HASH) | (u8::from(min) * MIN);
         buf.clear();
         buf.extend_from_slice(&fixed);
         let mut error = None;
@@ -158,11 +186,19 @@ impl RecordBuf {
     }
 
     /// Marks the first username as the primary one.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the FIXED_LEN fixed bytes (`RecordBuf::new`)"
+    )]
     pub fn primary(&mut self, primary: bool) {
-        self.buf[20] = (self.buf[20] & !PRIMARY) | (u8::from(primary) * PRIMARY);
+        self.buf[FLAGS] = (self.buf[FLAGS] & !PRIMARY) | (u8::from(primary) * PRIMARY);
     }
 
     /// Appends a username.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the FIXED_LEN fixed bytes (`RecordBuf::new`)"
+    )]
     pub fn username(&mut self, name: &str) {
         if name.is_empty() || name.len() > 255 {
             self.fail(|| format!("username of {} bytes (1..=255 allowed)", name.len()));
@@ -173,13 +209,17 @@ impl RecordBuf {
             self.fail(|| "more than 255 usernames".into());
             return;
         }
-        self.buf[21] = self.usernames as u8;
+        self.buf[N_USERNAMES] = self.usernames as u8;
         self.buf.push(name.len() as u8);
         self.buf.extend_from_slice(name.as_bytes());
     }
 
     /// Sets the phone (after the usernames, before the tail); empty
     /// means none.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`buf` starts with the FIXED_LEN fixed bytes (`RecordBuf::new`), and `start` is its length before the phone"
+    )]
     pub fn phone(&mut self, phone: impl Iterator<Item = u8>) {
         let start = self.buf.len();
         self.buf.extend(phone);
@@ -189,7 +229,7 @@ impl RecordBuf {
         } else if std::str::from_utf8(&self.buf[start..]).is_err() {
             self.fail(|| "phone is not UTF-8".into());
         }
-        self.buf[22] = len as u8;
+        self.buf[PHONE_LEN] = len as u8;
     }
 
     /// The bytes so far, for the caller to append the tail to.
@@ -222,6 +262,10 @@ fn is_utf8(b: &[u8]) -> bool {
 /// `names`: `count` length-prefixed names (lengths already checked to fit)
 /// from 0 to `names_end`, then the phone. True when each is UTF-8.
 #[cold]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "called by `parse` after `checked_before` proved every length byte and `names_end` fit inside `names`"
+)]
 fn names_are_utf8(names: &[u8], count: u8, names_end: usize) -> bool {
     let mut at = 0;
     for _ in 0..count {
@@ -236,9 +280,13 @@ fn names_are_utf8(names: &[u8], count: u8, names_end: usize) -> bool {
 
 /// The key of an encoded record that [`RecordBuf`] built or
 /// [`PeerRecordRef::parse`] accepted.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
 pub(crate) fn key_of(rec: &[u8]) -> u64 {
     let mut id = [0u8; 8];
-    id.copy_from_slice(&rec[4..12]);
+    id.copy_from_slice(&rec[PEER_ID]);
     peer_key(
         u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]),
         i64::from_le_bytes(id),
@@ -247,10 +295,14 @@ pub(crate) fn key_of(rec: &[u8]) -> u64 {
 
 /// Access hash and flags of an encoded record (as [`key_of`] requires).
 #[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass an encoded record (at least FIXED_LEN bytes), as `RecordBuf` builds and `PeerRecordRef::checked_before` accepts"
+)]
 pub(crate) fn hash_and_flags(rec: &[u8]) -> (Option<i64>, u8) {
     let mut h = [0u8; 8];
-    h.copy_from_slice(&rec[12..20]);
-    let flags = rec[20];
+    h.copy_from_slice(&rec[ACCESS_HASH]);
+    let flags = rec[FLAGS];
     (
         (flags & HAS_HASH != 0).then(|| i64::from_le_bytes(h)),
         flags,
@@ -274,6 +326,10 @@ const ERR: DecodeError = DecodeError {
 
 impl<'a> PeerRecordRef<'a> {
     /// Checks the layout of `bytes` (lengths, UTF-8, id range) without copying.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved FIXED_LEN <= names_end <= phone_end <= bytes.len()"
+    )]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_LEN {
             return Err(ERR);
@@ -282,7 +338,8 @@ impl<'a> PeerRecordRef<'a> {
         // Names and phone with their length bytes: usually all ASCII, and
         // then every name is UTF-8 without looking at each one.
         let names = &bytes[FIXED_LEN..r.phone_end];
-        if !names.is_ascii() && !names_are_utf8(names, bytes[21], r.names_end - FIXED_LEN) {
+        if !names.is_ascii() && !names_are_utf8(names, bytes[N_USERNAMES], r.names_end - FIXED_LEN)
+        {
             return Err(ERR);
         }
         if r.flags() & !(HAS_HASH | MIN | PRIMARY) != 0
@@ -305,14 +362,14 @@ impl<'a> PeerRecordRef<'a> {
     pub fn checked_before(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let fixed = bytes.first_chunk::<FIXED_LEN>().ok_or(ERR)?;
         let mut at = FIXED_LEN;
-        for _ in 0..fixed[21] {
+        for _ in 0..fixed[N_USERNAMES] {
             let len = *bytes.get(at).ok_or(ERR)? as usize;
             if len == 0 {
                 return Err(ERR);
             }
             at += 1 + len;
         }
-        let phone_end = at + fixed[22] as usize;
+        let phone_end = at + fixed[PHONE_LEN] as usize;
         if phone_end > bytes.len() {
             return Err(ERR);
         }
@@ -344,7 +401,7 @@ impl<'a> PeerRecordRef<'a> {
     }
     /// Flag byte.
     pub fn flags(&self) -> u8 {
-        self.fixed[20]
+        self.fixed[FLAGS]
     }
     /// Access hash, if known.
     pub fn access_hash(&self) -> Option<i64> {
@@ -357,10 +414,14 @@ impl<'a> PeerRecordRef<'a> {
         self.flags() & MIN != 0
     }
     /// Usernames, in stored order.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a `PeerRecordRef` exists only once `checked_before` proved every username length fits before `names_end`"
+    )]
     pub fn usernames(&self) -> impl Iterator<Item = &'a str> + 'a {
         let bytes = self.bytes;
         let mut at = FIXED_LEN;
-        (0..bytes[21]).map(move |_| {
+        (0..bytes[N_USERNAMES]).map(move |_| {
             let len = bytes[at] as usize;
             let s = &bytes[at + 1..at + 1 + len];
             at += 1 + len;
@@ -368,10 +429,14 @@ impl<'a> PeerRecordRef<'a> {
         })
     }
     /// True when one of the usernames equals `name`, ASCII case-insensitively.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a `PeerRecordRef` exists only once `checked_before` proved every username length fits before `names_end`"
+    )]
     pub fn has_username(&self, name: &str) -> bool {
         let (bytes, name) = (self.bytes, name.as_bytes());
         let mut at = FIXED_LEN;
-        (0..bytes[21]).any(|_| {
+        (0..bytes[N_USERNAMES]).any(|_| {
             let len = bytes[at] as usize;
             let u = &bytes[at + 1..at + 1 + len];
             at += 1 + len;
@@ -382,16 +447,28 @@ impl<'a> PeerRecordRef<'a> {
         })
     }
     /// True when the phone is exactly `phone`.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved names_end <= phone_end <= bytes.len()"
+    )]
     pub fn has_phone(&self, phone: &str) -> bool {
         let p = &self.bytes[self.names_end..self.phone_end];
         !p.is_empty() && p == phone.as_bytes()
     }
     /// Phone, if any.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved names_end <= phone_end <= bytes.len()"
+    )]
     pub fn phone(&self) -> Option<&'a str> {
         let p = &self.bytes[self.names_end..self.phone_end];
         (!p.is_empty()).then(|| std::str::from_utf8(p).unwrap_or_default())
     }
     /// The typed layer's bytes.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`checked_before` proved phone_end <= bytes.len()"
+    )]
     pub fn tail(&self) -> &'a [u8] {
         &self.bytes[self.phone_end..]
     }
@@ -411,6 +488,11 @@ impl<'a> PeerRecordRef<'a> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failed test"
+)]
 mod tests {
     use super::*;
 

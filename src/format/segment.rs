@@ -18,16 +18,24 @@
 //! |---|---|---|
 //! | 0 | 2 | len |
 //! | 2 | 4 | check: [`peer_check`] of `len` and the record |
-//! | 6 | len | a [`super::peer_record`] |
+//! | 6 | len | peer record ([`super::peer_record`]) |
 //!
 //! Every read of a record checks it, so a lookup, a `peer()` read or a
 //! fold never trusts a damaged record. The check is not a CRC: name
-//! lookups read a record each, and a CRC-32 of a 40-byte record (table
-//! path, feature detection) cost them ~115 instructions; the word check
-//! costs ~20 and still catches every change confined to one byte. Version 1 entries had no CRC
+//! lookups read a record each, and a CRC-32 of a short record costs them
+//! several times what the word check does (figures: benches/README.md,
+//! "Figures behind design choices"), which still catches every change
+//! confined to one byte. Version 1 entries had no CRC
 //! ([`legacy_peers`]); they are converted when such a file is opened.
 
-use crate::codec::DecodeError;
+use crate::format::codec::DecodeError;
+
+/// Where a bucket entry's key length lives (u32).
+pub const KEY_LEN_OFFSET: usize = 0;
+/// Where a bucket entry's value length lives (u32).
+pub const VALUE_LEN_OFFSET: usize = 4;
+/// Bytes before a bucket entry's key.
+pub const ENTRY_HEAD: usize = 8;
 
 /// One decoded entry, or where and why decoding stopped.
 pub type EntryResult<'a> = Result<(&'a [u8], &'a [u8]), (usize, DecodeError)>;
@@ -48,11 +56,15 @@ pub fn put_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 
 /// Size of a generic entry.
 pub fn entry_len(key: &[u8], value: &[u8]) -> usize {
-    8 + key.len() + value.len()
+    ENTRY_HEAD + key.len() + value.len()
 }
 
 /// Iterates the generic entries of `seg`; the first malformed entry yields
 /// an error with its offset and ends the iteration.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`head` is 8 bytes, taken with `get`"
+)]
 pub fn entries(seg: &[u8]) -> impl Iterator<Item = EntryResult<'_>> {
     let mut at = 0usize;
     let mut failed = false;
@@ -80,7 +92,11 @@ pub fn entries(seg: &[u8]) -> impl Iterator<Item = EntryResult<'_>> {
     })
 }
 
-/// Bytes before the record in a peer entry: `u16 len`, `u32 crc`.
+/// Where a peer entry's record length lives (u16).
+pub const PEER_LEN_OFFSET: usize = 0;
+/// Where a peer entry's check lives (u32, [`peer_check`]).
+pub const PEER_CHECK_OFFSET: usize = 2;
+/// Bytes before the record in a peer entry: `u16 len`, `u32 check`.
 pub const PEER_HEAD: usize = 6;
 
 /// Size of the peer entry holding a record of `len` bytes.
@@ -95,6 +111,10 @@ pub fn peer_entry_len(len: usize) -> usize {
 /// (modulo 64) of one rotated word, never two bits 32 apart, so it always
 /// changes the check; an all-zero entry fails it too. Random damage
 /// passes with probability 2^-32.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`rest` is the remainder of `chunks_exact(8)`: shorter than `w`"
+)]
 pub fn peer_check(len: [u8; 2], record: &[u8]) -> u32 {
     let mut h = u16::from_le_bytes(len) as u64 ^ 0x9e37_79b9_7f4a_7c15;
     let mut chunks = record.chunks_exact(8);
@@ -132,6 +152,10 @@ const CRC: DecodeError = DecodeError {
 /// The peer record whose entry starts at `at` (the offset an index slot
 /// holds), after checking its CRC.
 #[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`head` is PEER_HEAD bytes, taken with `get`"
+)]
 pub fn peer_at(seg: &[u8], at: usize) -> Result<&[u8], DecodeError> {
     let head = seg
         .get(at..at.checked_add(PEER_HEAD).ok_or(BOUNDS)?)
@@ -158,6 +182,10 @@ pub fn peers(
 
 /// Iterates a version 1 peer segment (`u16 len`, record; no per-entry
 /// CRC: the caller checks the whole segment's CRC first).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`head` is 2 bytes, taken with `get`"
+)]
 pub fn legacy_peers(
     seg: &[u8],
 ) -> impl Iterator<Item = Result<(usize, &[u8]), (usize, DecodeError)>> + Clone {
@@ -196,6 +224,7 @@ fn walk<'a>(
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests: a panic is a failed test")]
 mod tests {
     use super::*;
 

@@ -155,6 +155,10 @@ pub enum SlotError {
     Corrupt(&'static str),
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers pass constant offsets at least 8 bytes before the end of the SIZE-byte slot"
+)]
 fn u64_at(b: &[u8; SIZE], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
@@ -182,6 +186,10 @@ impl Superblock {
     }
 
     /// Encodes into the 512-byte slot image.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "constant offsets inside the SIZE-byte slot (the segment references end at 384, asserted at compile time, before CRC_OFFSET)"
+    )]
     pub fn encode(&self) -> [u8; SIZE] {
         let mut b = [0u8; SIZE];
         b[0..8].copy_from_slice(&MAGIC);
@@ -214,6 +222,10 @@ impl Superblock {
 
     /// Decodes and checks one slot image: magic, version, size, CRC, and that
     /// every region lies inside `file_len`, page-aligned, without overlap.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "constant offsets inside the SIZE-byte slot (the segment references end at 384, asserted at compile time, before CRC_OFFSET)"
+    )]
     pub fn decode(b: &[u8; SIZE]) -> Result<Superblock, SlotError> {
         if b[0..8] != MAGIC {
             return Err(SlotError::NotPeerlog);
@@ -291,6 +303,10 @@ impl Superblock {
         v
     }
 
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`windows(2)` yields slices of exactly two"
+    )]
     fn check_regions(&self) -> Result<(), SlotError> {
         if !self.file_len.is_multiple_of(PAGE) || self.file_len < super::DATA_START {
             return Err(SlotError::Corrupt(
@@ -330,6 +346,7 @@ impl Superblock {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests: a panic is a failed test")]
 mod tests {
     use super::*;
 

@@ -2,19 +2,23 @@
 //! points at, every record against the index, and the file against the
 //! open store's memory.
 
+use crate::engine::options::Options;
+use crate::engine::state::State;
+use crate::engine::stats::count_tag;
+use crate::engine::store::Store;
+use crate::engine::writer::Writer;
 use crate::error::{Error, Result};
+use crate::format::bucket::{BUCKET_NAMES, DEDUP, PEERS, QUEUE};
 use crate::format::index::{self, NameKind, name_hash};
 use crate::format::masked_crc;
 use crate::format::superblock::{
     COUNTER_HEADROOM, COUNTER_LIMIT, Extent, GENERATION_OFFSET, NEXT_SEQ_OFFSET, Superblock,
 };
-use crate::io::{FileBackend, RawFile};
-use crate::state::{PeerGen, State};
-use crate::stats::count_tag;
-use crate::store::{BUCKET_NAMES, DEDUP, Options, PEERS, QUEUE, Store, Writer};
+use crate::peers::generation::PeerGen;
+use crate::sys::io::{FileBackend, RawFile};
 use std::path::Path;
 
-/// One thing [`Store::verify`] found wrong.
+/// One thing [`crate::Store::verify`] found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// File offset of the bad bytes (0 when not tied to one place).
@@ -35,7 +39,7 @@ pub struct VerifyReport {
     /// Generic bucket entries checked (internal rows: a dedup key or a
     /// queue item is two of them).
     pub entries_checked: u64,
-    /// Live peers as a user counts them: for [`Store::verify`], those
+    /// Live peers as a user counts them: for [`crate::Store::verify`], those
     /// changed since the last index generation (not yet folded into the
     /// segment) included; [`Self::peers_checked`] counts segment records.
     pub peers: u64,
@@ -94,7 +98,8 @@ impl std::fmt::Display for VerifyReport {
     }
 }
 
-/// Checks the peer generation slot by slot.
+/// Checks the peer generation slot by slot: the segment's and the slots'
+/// checksums, every id and name slot, every record's reachability.
 fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     let base = g.index_extent.offset;
     if from_file && g.seg_ref.len > 0 && masked_crc(&g.seg) != g.seg_ref.crc {
@@ -103,13 +108,40 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
     if from_file && !index::slots_crc_ok(&g.index, &g.header) {
         r.push(base, "peer index slot checksum mismatch");
     }
+    let used = check_id_slots(g, r);
+    check_name_slots(g, r);
+    if used != g.header.peer_count {
+        r.push(
+            base,
+            format!(
+                "index holds {used} peers, header says {}",
+                g.header.peer_count
+            ),
+        );
+    }
+    if !check_records(g, r) {
+        return;
+    }
+    if r.peers_checked > 0 && g.header.peer_count != g.seg_ref.count {
+        r.push(g.seg_ref.offset, "segment count and index disagree");
+    }
+}
+
+/// File offset of id slot `i` of the generation's index.
+fn id_slot_at(g: &PeerGen, i: usize) -> u64 {
+    g.index_extent.offset + (index::HEADER_LEN + index::ID_SLOT_LEN * i) as u64
+}
+
+/// Each id slot: its check byte, its probe distance, its record. Returns
+/// the number of slots in use.
+fn check_id_slots(g: &PeerGen, r: &mut VerifyReport) -> u64 {
     let view = g.view();
     let mut used = 0u64;
     let slots = view.id_slots();
     for (i, s) in slots.iter().enumerate() {
         if !s.is_sound() {
             r.push(
-                base + 64 + 24 * i as u64,
+                id_slot_at(g, i),
                 "id slot fails its check byte (Store::repair() rebuilds the index)",
             );
             continue;
@@ -120,56 +152,51 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
         used += 1;
         r.slots_checked += 1;
         if s.distance() != index::stored_distance(i, s.key(), slots.len()) {
-            r.push(
-                base + 64 + 24 * i as u64,
-                "id slot stores a wrong probe distance",
-            );
+            r.push(id_slot_at(g, i), "id slot stores a wrong probe distance");
         }
         match g.record_at(s.offset(), s.key()) {
             Ok(rec) if rec.access_hash() == s.access_hash() && rec.flags() == s.flags() => {}
-            Ok(_) => r.push(
-                base + 64 + 24 * i as u64,
-                "id slot disagrees with its record",
-            ),
+            Ok(_) => r.push(id_slot_at(g, i), "id slot disagrees with its record"),
             Err(e) => r.push_err(e),
         }
     }
-    {
-        let mut at = base + 64 + 24 * slots.len() as u64;
-        for kind in [NameKind::Username, NameKind::Phone] {
-            let names = view.name_slots(kind);
-            for (i, s) in names.iter().enumerate() {
-                let stored = index::stored_name_distance(i, s.hash(), names.len());
-                if !s.is_sound() {
-                    r.push(
-                        at + 16 * i as u64,
-                        "name slot fails its check byte (Store::repair() rebuilds the index)",
-                    );
-                } else if s.hash() != 0 && s.distance() != stored {
-                    r.push(
-                        at + 16 * i as u64,
-                        "name slot stores a wrong probe distance",
-                    );
-                }
+    used
+}
+
+/// Each name slot (usernames, then phones): its check byte and its probe
+/// distance.
+fn check_name_slots(g: &PeerGen, r: &mut VerifyReport) {
+    let view = g.view();
+    let mut at = id_slot_at(g, view.id_slots().len());
+    for kind in [NameKind::Username, NameKind::Phone] {
+        let names = view.name_slots(kind);
+        for (i, s) in names.iter().enumerate() {
+            let stored = index::stored_name_distance(i, s.hash(), names.len());
+            let slot_at = at + (index::NAME_SLOT_LEN * i) as u64;
+            if !s.is_sound() {
+                r.push(
+                    slot_at,
+                    "name slot fails its check byte (Store::repair() rebuilds the index)",
+                );
+            } else if s.hash() != 0 && s.distance() != stored {
+                r.push(slot_at, "name slot stores a wrong probe distance");
             }
-            at += 16 * names.len() as u64;
         }
+        at += (index::NAME_SLOT_LEN * names.len()) as u64;
     }
-    if used != g.header.peer_count {
-        r.push(
-            base,
-            format!(
-                "index holds {used} peers, header says {}",
-                g.header.peer_count
-            ),
-        );
-    }
+}
+
+/// Each record of the segment: reachable through the id index and through
+/// the name tables under each of its names. False if the segment could not
+/// be read to its end.
+fn check_records(g: &PeerGen, r: &mut VerifyReport) -> bool {
+    let view = g.view();
     for e in g.records() {
         let (off, rec) = match e {
             Ok(x) => x,
             Err(e) => {
                 r.push_err(e);
-                return;
+                return false;
             }
         };
         r.peers_checked += 1;
@@ -196,9 +223,7 @@ fn check_table(g: &PeerGen, from_file: bool, r: &mut VerifyReport) {
             }
         }
     }
-    if r.peers_checked > 0 && g.header.peer_count != g.seg_ref.count {
-        r.push(g.seg_ref.offset, "segment count and index disagree");
-    }
+    true
 }
 
 fn check_file(file: &dyn RawFile, path: Option<&Path>, r: &mut VerifyReport) -> Option<State> {
@@ -207,7 +232,7 @@ fn check_file(file: &dyn RawFile, path: Option<&Path>, r: &mut VerifyReport) -> 
         create: false,
         ..Options::default()
     };
-    match crate::recovery::load(file, &opts, path) {
+    match crate::engine::open::load(file, &opts, path) {
         Ok((state, w)) => {
             if w.stats.index_rebuilt {
                 r.push(
@@ -261,8 +286,8 @@ fn count(st: &State, r: &mut VerifyReport) {
 }
 
 fn same_peers(a: &State, b: &State, r: &mut VerifyReport) -> Result<()> {
-    let mut ka = a.peer_keys(None)?;
-    let mut kb = b.peer_keys(None)?;
+    let mut ka = a.peers.peer_keys(None)?;
+    let mut kb = b.peers.peer_keys(None)?;
     ka.sort_unstable();
     kb.sort_unstable();
     if ka != kb {
@@ -273,8 +298,8 @@ fn same_peers(a: &State, b: &State, r: &mut VerifyReport) -> Result<()> {
         return Ok(());
     }
     for k in ka {
-        let x = a.record(k)?.map(|r| r.bytes().to_vec());
-        let y = b.record(k)?.map(|r| r.bytes().to_vec());
+        let x = a.peers.record(k)?.map(|r| r.bytes().to_vec());
+        let y = b.peers.record(k)?.map(|r| r.bytes().to_vec());
         if x != y {
             let (acc, id) = crate::format::peer_record::split_key(k);
             r.push(
@@ -353,7 +378,7 @@ fn check_space(w: &Writer, r: &mut VerifyReport) {
     }
 }
 
-/// What [`Store::repair`] did.
+/// What [`crate::Store::repair`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RepairReport {
@@ -362,7 +387,7 @@ pub struct RepairReport {
     /// hash and min flag are kept; usernames, phone, names and the rest of
     /// the profile are lost until the peer is saved again.
     pub salvaged: Vec<(u32, i64)>,
-    /// A [`Store::verify`] run after the repair: what is still wrong.
+    /// A [`crate::Store::verify`] run after the repair: what is still wrong.
     pub after: VerifyReport,
 }
 
@@ -390,7 +415,7 @@ impl Store {
     /// * The peer table and its index are written anew (a full
     ///   compaction) from the records, each checked against its check: a
     ///   damaged index (a slot failing its check byte, reported by
-    ///   lookups and [`Store::verify`]) is replaced.
+    ///   lookups and [`crate::Store::verify`]) is replaced.
     /// * A peer record that fails its check is rebuilt from its id slot
     ///   (which holds the key, access hash and flags): the access hash is
     ///   kept, its names and profile are lost and listed in
@@ -419,7 +444,7 @@ impl Store {
             w.index_unsaved = true;
             let done = self
                 .inner
-                .checkpoint(&mut w, crate::store::Mode::Compact, 0);
+                .checkpoint(&mut w, crate::engine::checkpoint::Mode::Compact, 0);
             let salvaged = w.salvage.take().unwrap_or_default();
             done?;
             w.stats.repairs += 1;
@@ -446,10 +471,10 @@ pub fn verify_file(path: impl AsRef<Path>) -> Result<VerifyReport> {
         ..Options::default()
     };
     let path = path.as_ref();
-    let (file, mark) = crate::recovery::open_locked(path, &opts)?;
+    let (file, mark) = crate::engine::open::open_locked(path, &opts)?;
     let mut r = VerifyReport::default();
     r.warnings
-        .extend(crate::recovery::mode_warning(&file, path));
+        .extend(crate::engine::open::mode_warning(&file, path));
     check_file(&FileBackend::with_mark(file, mark), Some(path), &mut r);
     Ok(r)
 }

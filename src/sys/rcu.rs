@@ -21,6 +21,36 @@
 //!
 //! This is one of the crate's two `unsafe` modules (with `mmap`): the
 //! reader dereferences the raw pointer, and the writer frees values.
+//!
+//! # Why neither Miri nor loom checks this module
+//!
+//! The argument this module rests on is the asymmetric fence: a reader's
+//! `compiler_fence` is made a full barrier by the writer's
+//! `membarrier(PRIVATE_EXPEDITED)`, which interrupts every CPU running the
+//! process. Neither tool can model that, so neither can check the path
+//! that runs in production:
+//! - Miri does not implement the `membarrier` syscall (`libc::syscall`
+//!   with an unknown number stops the interpreter), and it has no notion
+//!   of a fence executed on another thread's behalf. Under Miri only the
+//!   fallback could run (readers with a real `SeqCst` fence, `register`
+//!   answering false), and CI runs on stable, which has no Miri.
+//! - loom replaces `std::sync::atomic`, `thread_local!` and the locks
+//!   with its own types (a `cfg(loom)` copy of the module), and explores
+//!   interleavings under the C++ memory model, which has no membarrier
+//!   either: the same fallback, in a copy, with `parking_lot` swapped for
+//!   loom's mutexes.
+//!
+//! A check of the fallback would test code that differs from the shipped
+//! path in exactly the place that needs checking, so it would not be worth
+//! its `cfg` plumbing. What checks this module instead: the argument above
+//! and in each `// SAFETY:` comment; the scheme's provenance (liburcu's
+//! "memb" flavour, folly's `asymmetricLightBarrier`); and the stress tests
+//! below, run by CI (`cargo test`) on real hardware, with membarrier
+//! where the host allows it (a seccomp filter may refuse it: then the
+//! fallback runs). `readers_never_see_a_freed_value_under_churn` replaces
+//! values 20,000 times under three looping readers; its values clear an
+//! `alive` flag when dropped, so a read of a dropped value is likely (not
+//! certain: the memory may be reused) to fail an assertion.
 
 use parking_lot::Mutex;
 use std::cell::{Cell, RefCell};

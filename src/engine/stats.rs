@@ -1,7 +1,9 @@
-//! What [`Store::stats`] reports.
+//! What [`crate::Store::stats`] reports.
 
+use crate::engine::store::Store;
+use crate::engine::writer::Compaction;
 use crate::format::NUM_BUCKETS;
-use crate::store::{BUCKET_NAMES, Compaction, DEDUP, PEERS, QUEUE, Store};
+use crate::format::bucket::{BUCKET_NAMES, DEDUP, PEERS, QUEUE};
 
 /// Sizes of one bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +49,7 @@ pub struct Stats {
     /// Copies of the newest superblock that this handle's open found
     /// damaged or torn and rewrote from the other, intact copy.
     pub superblock_copies_repaired: u64,
-    /// [`Store::repair`] calls by this handle that completed.
+    /// [`crate::Store::repair`] calls by this handle that completed.
     pub repairs: u64,
     /// Peer records those repairs rebuilt from their index slots (access
     /// hash kept, names lost; [`crate::RepairReport::salvaged`] lists them).

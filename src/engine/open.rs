@@ -2,72 +2,30 @@
 //! generation, replay the log written since the last checkpoint, and tell a
 //! torn tail (truncated and reported) from corruption (an error).
 
-use crate::bytes::Bytes;
+use crate::engine::logscan::{LogReader, later_commit_proving};
+use crate::engine::options::Options;
+use crate::engine::state::{State, Tracking};
+use crate::engine::writer::{Writer, WriterStats};
 use crate::error::{Error, Result};
+use crate::format::bucket::{BUCKET_NAMES, PEERS};
 use crate::format::commit;
 use crate::format::frame;
 use crate::format::index;
 use crate::format::segment;
 use crate::format::superblock::{self, Extent, SegmentRef, SlotError, Superblock};
-use crate::format::{DATA_START, NUM_BUCKETS, OWNER_OFFSET, PAGE, masked_crc};
-use crate::io::RawFile;
-use crate::logscan::{LogReader, later_commit_proving};
-use crate::mmap::Region;
-use crate::state::{PeerGen, State, Tracking};
-use crate::store::{BUCKET_NAMES, Options, PEERS, Writer, WriterStats};
+use crate::format::{DATA_START, NUM_BUCKETS, OWNER_MAGIC, OWNER_OFFSET, PAGE, masked_crc};
+use crate::peers::generation::PeerGen;
+use crate::sys::bytes::Bytes;
+use crate::sys::io::RawFile;
+use crate::sys::io::{OpenMark, open_in_this_process};
+use crate::sys::mmap::Region;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
-
-const OWNER_MAGIC: u32 = 0x504c_4f47;
 
 /// What to do about a truncated store.
 const RESTORE: &str = "restore it from a backup (a copy of the file taken while no process had it open), or copy it again from where it came from";
-
-/// The files this process holds open as stores, by (device, inode), so
-/// that [`Error::Locked`] can say when the holder is this process. A
-/// multiset: read-only handles may share a file.
-static OPEN_FILES: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
-
-/// A store file's entry in [`OPEN_FILES`], removed when dropped (with the
-/// file: [`crate::io::FileBackend`] keeps it).
-#[derive(Debug)]
-pub(crate) struct OpenMark((u64, u64));
-
-impl OpenMark {
-    fn new(file: &File) -> Option<OpenMark> {
-        use std::os::unix::fs::MetadataExt;
-        let m = file.metadata().ok()?;
-        let id = (m.dev(), m.ino());
-        OPEN_FILES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(id);
-        Some(OpenMark(id))
-    }
-}
-
-impl Drop for OpenMark {
-    fn drop(&mut self) {
-        let mut open = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = open.iter().position(|&id| id == self.0) {
-            open.swap_remove(i);
-        }
-    }
-}
-
-fn open_in_this_process(file: &File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = file.metadata() else {
-        return false;
-    };
-    OPEN_FILES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&(m.dev(), m.ino()))
-}
 
 /// True unless `pid` is known to be gone (`/proc` on Linux; elsewhere the
 /// record is believed).
@@ -181,7 +139,7 @@ fn create_new(path: &Path, opts: &Options) -> Result<()> {
         file.write_all_at(&zeros[..n], at).map_err(fail)?;
         at += n as u64;
     }
-    let backend = crate::io::FileBackend::new(file);
+    let backend = crate::sys::io::FileBackend::new(file);
     init(&backend, opts).map_err(|e| e.at_path(path))?;
     drop(backend);
     match std::fs::hard_link(&temp.0, path) {
@@ -444,6 +402,39 @@ pub(crate) fn load(
     opts: &Options,
     path: Option<&Path>,
 ) -> Result<(State, Writer)> {
+    let (sb, len, stats) = open_superblock(file, opts, path)?;
+    let mut track = Tracking::default();
+    let maps = load_buckets(file, &sb, &mut track)?;
+
+    // The peer generation: map it; check the index header; rebuild it from
+    // the segment if it is missing, stale or damaged.
+    let (table, rebuilt) = load_peer_gen(file, &sb, opts)?;
+    let mut stats = stats;
+    // A version 1 table is always rebuilt (converted): that is the
+    // upgrade, not damage.
+    stats.index_rebuilt = rebuilt && sb.version >= 2;
+    let mut state = State::new(Arc::new(table));
+    state.maps = maps;
+
+    let Replayed { pos, seq, mark } =
+        replay(file, opts, &sb, len, &mut state, &mut track, &mut stats)?;
+    let mut writer = Writer::opened(sb, pos, seq, track, stats, opts.read_only, rebuilt, mark);
+    writer.release_unused();
+    if !opts.read_only {
+        write_owner(file);
+    }
+    Ok((state, writer))
+}
+
+/// The file's length checked, created if it is new and may be, and the
+/// newest valid superblock picked (a damaged copy of it rewritten, or
+/// reported when read-only). Regions past the superblock's file length (a
+/// checkpoint that never committed) are dropped.
+fn open_superblock(
+    file: &dyn RawFile,
+    opts: &Options,
+    path: Option<&Path>,
+) -> Result<(Superblock, u64, WriterStats)> {
     let mut len = file.len().map_err(Error::io("reading the file length"))?;
     if len == 0
         && let Some(path) = path
@@ -515,7 +506,6 @@ pub(crate) fn load(
         file.set_len(sb.file_len)
             .map_err(Error::io("dropping an unfinished checkpoint"))?;
     }
-    let mut track = Tracking::default();
     let mut stats = WriterStats::default();
     if !picked.bad_copies.is_empty() {
         // One copy of the newest superblock is damaged or torn: rewrite it
@@ -533,7 +523,15 @@ pub(crate) fn load(
             stats.superblock_copies_repaired = picked.bad_copies.len() as u64;
         }
     }
+    Ok((sb, len, stats))
+}
 
+/// The generic buckets, each segment read and checked (CRC, entry count).
+fn load_buckets(
+    file: &dyn RawFile,
+    sb: &Superblock,
+    track: &mut Tracking,
+) -> Result<[std::collections::BTreeMap<Bytes, Bytes>; NUM_BUCKETS]> {
     // Generic buckets: read and check every segment.
     let mut maps: [std::collections::BTreeMap<Bytes, Bytes>; NUM_BUCKETS] = Default::default();
     for b in (0..NUM_BUCKETS).filter(|&b| b != PEERS as usize) {
@@ -562,23 +560,38 @@ pub(crate) fn load(
             ));
         }
     }
+    Ok(maps)
+}
 
-    // The peer generation: map it; check the index header; rebuild it from
-    // the segment if it is missing, stale or damaged.
-    let (table, rebuilt) = load_peer_gen(file, &sb, opts)?;
-    // A version 1 table is always rebuilt (converted): that is the
-    // upgrade, not damage.
-    stats.index_rebuilt = rebuilt && sb.version >= 2;
-    let mut state = State::new(Arc::new(table));
-    state.maps = maps;
+/// Where the replay of the log stopped.
+struct Replayed {
+    /// Bytes of the log region replayed.
+    pos: usize,
+    /// The next commit's seq.
+    seq: u64,
+    /// The sync mark, if any.
+    mark: Option<u64>,
+}
 
+/// Replays the log into `state`, then tells a torn tail (zeroed, unless
+/// read-only) from damage to commits that were synced (the sync mark, the
+/// superblock's durable length, a later commit proving an earlier one).
+fn replay(
+    file: &dyn RawFile,
+    opts: &Options,
+    sb: &Superblock,
+    len: u64,
+    state: &mut State,
+    track: &mut Tracking,
+    stats: &mut WriterStats,
+) -> Result<Replayed> {
     // Replay the log. It is read with pread through a small window, not
     // mapped: a new log region is a hole, and faulting a hole in on a full
     // tmpfs kills the process with SIGBUS (see `logscan`).
     let mut log = LogReader::new(file, sb.log.offset, sb.log.len)?;
     let mut pos = 0usize;
     let mut seq = sb.next_seq;
-    state.replaying(true);
+    state.peers.replaying(true);
     while let Some(f) = log.frame(pos)? {
         if f.kind != frame::KIND_COMMIT || commit::peek(f.payload).map(|(s, _)| s) != Ok(seq) {
             break;
@@ -591,7 +604,7 @@ pub(crate) fn load(
         })?;
         let n = f.len();
         for op in c.ops {
-            state.apply(op, &mut track).map_err(|e| match e {
+            state.apply(op, track).map_err(|e| match e {
                 Error::Invalid(what) => Error::corrupt(sb.log.offset + pos as u64, what),
                 other => other,
             })?;
@@ -599,7 +612,7 @@ pub(crate) fn load(
         pos += n;
         seq += 1;
     }
-    state.replaying(false);
+    state.peers.replaying(false);
     // The sync mark: commits through `mark` were synced, so a log that
     // ends before them was damaged, not torn.
     let mark = read_sync_mark(file, len)?;
@@ -656,48 +669,7 @@ pub(crate) fn load(
         // before anything is written after it.
         file.sync().map_err(Error::io("syncing the replayed log"))?;
     }
-    let mut writer = Writer {
-        sb,
-        log_pos: sb.log.offset + pos as u64,
-        next_seq: seq,
-        synced_seq: seq - 1,
-        last_sync: Instant::now(),
-        dirty: false,
-        poisoned: None,
-        free: Vec::new(),
-        quarantine: Vec::new(),
-        file_len: sb.file_len,
-        track,
-        stats,
-        read_only: opts.read_only,
-        index_unsaved: rebuilt,
-        salvage: None,
-        marked_seq: mark.unwrap_or(0),
-        marker_seq: 0,
-        proven_seq: 0,
-    };
-    let mut used = sb.regions();
-    used.sort_by_key(|e| e.offset);
-    let mut at = DATA_START;
-    for e in used {
-        if e.offset > at {
-            writer.release(Extent {
-                offset: at,
-                len: e.offset - at,
-            });
-        }
-        at = at.max(e.end());
-    }
-    if at < sb.file_len {
-        writer.release(Extent {
-            offset: at,
-            len: sb.file_len - at,
-        });
-    }
-    if !opts.read_only {
-        write_owner(file);
-    }
-    Ok((state, writer))
+    Ok(Replayed { pos, seq, mark })
 }
 
 /// The sync mark, when it is there and passes its CRC.
@@ -717,7 +689,7 @@ fn read_sync_mark(file: &dyn RawFile, len: u64) -> Result<Option<u64>> {
 fn map_or_read(file: &dyn RawFile, offset: u64, len: u64, what: &'static str) -> Result<Region> {
     match file.map(offset, len) {
         Ok(Some(r)) => Ok(r),
-        Ok(None) => Ok(Region::Heap(read(file, offset, len, what)?)),
+        Ok(None) => Ok(Region::heap(read(file, offset, len, what)?)),
         Err(e) => Err(Error::io(what)(e)),
     }
 }
@@ -744,16 +716,7 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
             && header.segment_offset == seg_ref.offset
             && header.peer_count == seg_ref.count
         {
-            return Ok((
-                PeerGen {
-                    seg,
-                    index,
-                    header,
-                    seg_ref,
-                    index_extent: sb.index,
-                },
-                false,
-            ));
+            return Ok((PeerGen::new(seg, index, header, seg_ref, sb.index), false));
         }
     }
     // Missing, stale or damaged: rebuild from the segment, which must then
@@ -772,28 +735,10 @@ fn load_peer_gen(file: &dyn RawFile, sb: &Superblock, opts: &Options) -> Result<
             "peer segment checksum mismatch",
         ));
     }
-    let mut g = PeerGen {
-        seg,
-        index: Region::Heap(vec![]),
-        header: Default::default(),
-        seg_ref,
-        index_extent: sb.index,
-    };
-    let mut recs = Vec::new();
-    for e in g.records() {
-        let (off, r) = e?;
-        recs.push((off, r.bytes().to_vec()));
-    }
-    let parsed = recs.iter().filter_map(|(off, b)| {
-        Some((
-            *off,
-            crate::format::peer_record::PeerRecordRef::parse(b).ok()?,
-        ))
-    });
-    let bytes = index::build(parsed, recs.len(), seg_ref.offset, opts.index_load);
-    g.header = index::Header::decode(&bytes).map_err(|e| Error::corrupt(sb.index.offset, e))?;
-    g.index = Region::Heap(bytes);
-    Ok((g, true))
+    Ok((
+        PeerGen::rebuilt(seg, seg_ref, sb.index, opts.index_load)?,
+        true,
+    ))
 }
 
 /// A version 1 peer table, converted in memory: its entries carry no CRC
@@ -813,36 +758,22 @@ fn legacy_peer_gen(
         ));
     }
     let mut bytes = Vec::with_capacity(seg.len() + seg.len() / 8);
-    let mut count = 0usize;
     for e in segment::legacy_peers(if seg_ref.len > 0 { &seg } else { &[] }) {
         let (_, rec) = e.map_err(|(at, e)| Error::corrupt(seg_ref.offset + at as u64, e.what))?;
         segment::put_peer(&mut bytes, rec);
-        count += 1;
     }
-    let mut g = PeerGen {
-        seg: Region::Heap(bytes),
-        index: Region::Heap(vec![]),
-        header: Default::default(),
-        seg_ref,
-        index_extent: sb.index,
-    };
-    let mut recs = Vec::with_capacity(count);
-    for e in g.records() {
-        recs.push(e?);
-    }
-    let built = index::build(recs.into_iter(), count, seg_ref.offset, opts.index_load);
-    g.header = index::Header::decode(&built).map_err(|e| Error::corrupt(sb.index.offset, e))?;
-    g.index = Region::Heap(built);
-    Ok(g)
+    PeerGen::rebuilt(Region::heap(bytes), seg_ref, sb.index, opts.index_load)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::Storage;
+    use crate::engine::options::{Durability, Options};
+    use crate::engine::store::Store;
+    use crate::format::bucket::PEERS;
     use crate::format::superblock::{self, Superblock};
     use crate::format::{index, masked_crc};
-    use crate::io::MemFile;
-    use crate::store::{Durability, Options, PEERS, Store};
+    use crate::sys::io::MemFile;
     use crate::types::{Peer, PeerId};
     use std::sync::Arc;
 

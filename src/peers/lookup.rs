@@ -18,13 +18,13 @@
 //! generation: then the caller asks the state under its read lock. The
 //! writer adds a name there before the state changes its owner, so a
 //! reader that does not find it there reads an owner that was right as of
-//! some commit. (Every reader writes the read lock's counter: with two
-//! threads resolving usernames at once, each lookup took 330-390 ns under
-//! the lock and takes 76 ns without it.)
+//! some commit. (Every reader writes the read lock's counter, so readers
+//! on several threads contend on its cache line; figures:
+//! benches/README.md, "Figures behind design choices".)
 
 use crate::format::index::{Damaged, IdTable, NameKind, id_hash};
-use crate::rcu::Rcu;
-use crate::state::PeerGen;
+use crate::peers::generation::PeerGen;
+use crate::sys::rcu::Rcu;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
@@ -55,8 +55,8 @@ struct Entry {
 /// A bit array in front of the entries (four bits per slot, one set per
 /// key, never cleared) answers most lookups of unchanged peers: a bot that
 /// re-saves peers all day keeps this table large, and probing it cost
-/// every id lookup a second cache miss (30% of 1M peers changed: 55-61 ns
-/// per lookup instead of 33).
+/// every id lookup a second cache miss (figures: benches/README.md,
+/// "Figures behind design choices").
 #[derive(Debug)]
 pub(crate) struct Recent {
     entries: Box<[Entry]>,
@@ -358,7 +358,7 @@ impl Lookup {
     #[inline(never)]
     fn damage(&self, key: u64) -> crate::Error {
         match self.cell.read(|v| v.damage(key)) {
-            Some((d, at)) => crate::state::damaged_error(d, at),
+            Some((d, at)) => crate::peers::generation::damaged_error(d, at),
             // Replaced by a new generation meanwhile.
             None => crate::Error::corrupt(0, "peer index slot failed its check byte"),
         }
@@ -543,8 +543,9 @@ mod tests {
                 let (l, stop) = (l.clone(), stop.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        // Key 0 is never a peer key (the probe asserts it).
-                        for k in 1..64u64 {
+                        // Keys from 1: a peer key is never 0 (`found_in`
+                        // asserts it in debug builds).
+                        for k in 1..=64u64 {
                             // The writer always stores hash = key * round
                             // with flags = round: a torn read breaks that.
                             if let Ok(Some((Some(h), f))) = l.checked(k) {
@@ -557,7 +558,7 @@ mod tests {
             .collect();
         for round in 0..20_000u64 {
             let f = (round % 255 + 1) as u8 | HAS_HASH as u8;
-            for k in 1..64u64 {
+            for k in 1..=64u64 {
                 l.set(k, Some((Some(k.wrapping_mul(f as u64) as i64), f)));
             }
             if round % 1000 == 999 {

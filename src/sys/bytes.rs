@@ -11,7 +11,8 @@ use std::ops::Deref;
 /// (dedup keys are 13 bytes), and most of its values; longer ones go to
 /// the heap. 22 keeps a `Bytes` as small as a `Vec<u8>`, so the B-tree's
 /// nodes are no larger than with `Vec` keys and values (with 30, dedup
-/// checks took 450-470 ns instead of 320).
+/// checks were slower: benches/README.md, "Figures behind design
+/// choices").
 const INLINE: usize = 22;
 
 const _: () = assert!(std::mem::size_of::<Bytes>() == std::mem::size_of::<Vec<u8>>());
@@ -20,7 +21,8 @@ const _: () = assert!(std::mem::size_of::<Bytes>() == std::mem::size_of::<Vec<u8
 ///
 /// The maps are B-trees searched by comparing keys within each node. A key
 /// on the heap costs a pointer chase (usually a cache miss) per
-/// comparison: a dedup lookup among 200,000 keys took ~490 ns. Inline keys
+/// comparison (figures: benches/README.md, "Figures behind design
+/// choices"). Inline keys
 /// sit in the node itself. So do inline values, which a checkpoint that
 /// rewrites a bucket's segment then reads in node order instead of one
 /// cache miss per entry.

@@ -188,6 +188,11 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failed test"
+)]
 mod tests {
     use super::*;
 

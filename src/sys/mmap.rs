@@ -20,21 +20,33 @@ use std::fs::File;
 use std::ops::Deref;
 
 /// Bytes of an immutable region: a read-only mapping, or a heap copy for
-/// backends that cannot map (memory, crash simulation).
+/// backends that cannot map (memory, crash simulation). Opaque: what maps
+/// it (memmap2) is no part of the public API, and a [`crate::io::RawFile`]
+/// outside this crate has no mapping to offer (its `map` answers `None`).
 #[derive(Debug)]
-pub enum Region {
+pub struct Region(Repr);
+
+#[derive(Debug)]
+enum Repr {
     /// Mapped from the store file.
     Mapped(memmap2::Mmap),
     /// Read into memory.
     Heap(Vec<u8>),
 }
 
+impl Region {
+    /// Bytes read into memory.
+    pub(crate) fn heap(bytes: Vec<u8>) -> Region {
+        Region(Repr::Heap(bytes))
+    }
+}
+
 impl Deref for Region {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match self {
-            Region::Mapped(m) => m,
-            Region::Heap(v) => v,
+        match &self.0 {
+            Repr::Mapped(m) => m,
+            Repr::Heap(v) => v,
         }
     }
 }
@@ -42,7 +54,7 @@ impl Deref for Region {
 /// Maps `len` bytes of `file` at `offset` read-only.
 pub(crate) fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Region> {
     if len == 0 {
-        return Ok(Region::Heap(Vec::new()));
+        return Ok(Region::heap(Vec::new()));
     }
     let len = usize::try_from(len)
         .map_err(|_| std::io::Error::other("region larger than the address space"))?;
@@ -60,5 +72,5 @@ pub(crate) fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Region>
         // Lookups jump around the index: readahead would only waste memory.
         let _ = map.advise(memmap2::Advice::Random);
     }
-    Ok(Region::Mapped(map))
+    Ok(Region(Repr::Mapped(map)))
 }

@@ -1,18 +1,15 @@
-//! The in-memory side of an open store: generic buckets as ordered maps,
-//! and the peer table as a mapped generation plus a small overlay of the
-//! peers changed since it was written.
+//! The peer table as the engine holds it in memory: the mapped generation
+//! ([`PeerGen`]), the overlay of peers changed since it was written, the
+//! owners of the names changed since, and applying a peer op to them.
 
-use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::format::NUM_BUCKETS;
-use crate::format::commit::Op;
-use crate::format::index::{self, IndexView, NameKind, name_hash};
+use crate::format::index::{self, NameKind, name_hash};
 use crate::format::peer_record::{self, PeerRecordRef};
 use crate::format::segment;
-use crate::format::superblock::{Extent, SegmentRef};
-use crate::lookup::{Found, Lookup};
-use crate::mmap::Region;
-use std::collections::{BTreeMap, HashMap};
+use crate::peers::generation::{PeerGen, has_name, same};
+use crate::peers::lookup::{Found, Lookup};
+use crate::sys::bytes::Bytes;
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -46,117 +43,6 @@ impl Hasher for MixHasher {
 }
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
-
-/// One immutable generation of the peer table: segment plus index.
-#[derive(Debug)]
-pub(crate) struct PeerGen {
-    pub seg: Region,
-    pub index: Region,
-    pub header: index::Header,
-    pub seg_ref: SegmentRef,
-    /// Where the index lives in the file (len 0: only in memory).
-    pub index_extent: Extent,
-}
-
-impl PeerGen {
-    pub fn empty(load: f64) -> PeerGen {
-        let region = index::build(std::iter::empty(), 0, 0, load);
-        let header = index::Header::decode(&region).expect("a freshly built index is valid");
-        PeerGen {
-            seg: Region::Heap(vec![]),
-            index: Region::Heap(region),
-            header,
-            seg_ref: SegmentRef::default(),
-            index_extent: Extent::default(),
-        }
-    }
-
-    #[inline]
-    pub fn view(&self) -> IndexView<'_> {
-        IndexView::trusted(&self.index, self.header)
-    }
-
-    /// The error for a slot of this generation's index that failed its
-    /// check byte.
-    #[cold]
-    pub fn damaged(&self, d: index::Damaged) -> Error {
-        damaged_error(d, self.damaged_offset(d))
-    }
-
-    /// The file offset of a damaged slot of this generation's index.
-    #[cold]
-    pub fn damaged_offset(&self, d: index::Damaged) -> u64 {
-        self.index_extent.offset + d.offset_in(&self.header)
-    }
-
-    /// The record an id slot points at, checked against the slot's `key`.
-    pub fn record_at(&self, off: u64, key: u64) -> Result<PeerRecordRef<'_>> {
-        let bad =
-            |what: &str| Error::corrupt(self.seg_ref.offset + off, format!("peer segment: {what}"));
-        let bytes = segment::peer_at(&self.seg, off as usize).map_err(|e| bad(e.what))?;
-        let rec = PeerRecordRef::parse(bytes).map_err(|_| bad("malformed peer record"))?;
-        if key != rec.key() {
-            return Err(bad("index slot points at another peer"));
-        }
-        Ok(rec)
-    }
-
-    /// The record at `off` with its bounds checked but not its contents
-    /// ([`PeerRecordRef::checked_before`]), for name lookups: they compare
-    /// bytes and read fixed fields, which needs neither valid UTF-8 nor
-    /// ids in range, and full parsing was a fifth of their time.
-    pub fn record_bounds_at(&self, off: u64) -> Result<PeerRecordRef<'_>> {
-        let bad =
-            |what: &str| Error::corrupt(self.seg_ref.offset + off, format!("peer segment: {what}"));
-        let bytes = segment::peer_at(&self.seg, off as usize).map_err(|e| bad(e.what))?;
-        PeerRecordRef::checked_before(bytes).map_err(|_| bad("malformed peer record"))
-    }
-
-    /// The record holding a name in this generation: the first of the name
-    /// table's candidates for `hash` (the name's [`name_hash`]) with the
-    /// account and the name.
-    pub fn name_owner(
-        &self,
-        hash: u64,
-        kind: NameKind,
-        account: u32,
-        name: &str,
-    ) -> Result<Option<PeerRecordRef<'_>>> {
-        for off in self.view().names(kind, hash) {
-            let rec = self.record_bounds_at(off.map_err(|d| self.damaged(d))?)?;
-            if rec.account() == account && has_name(&rec, kind, name) {
-                return Ok(Some(rec));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Every record in segment order.
-    pub fn records(&self) -> impl Iterator<Item = Result<(u64, PeerRecordRef<'_>)>> + '_ {
-        let base = self.seg_ref.offset;
-        segment::peers(&self.seg).map(move |e| {
-            let (off, bytes) = e.map_err(|(at, e)| {
-                Error::corrupt(base + at as u64, format!("peer segment: {}", e.what))
-            })?;
-            let rec = PeerRecordRef::parse(bytes)
-                .map_err(|_| Error::corrupt(base + off as u64, "malformed peer record"))?;
-            Ok((off as u64, rec))
-        })
-    }
-}
-
-/// The error for an index slot that failed its check byte, at `offset`.
-#[cold]
-#[inline(never)]
-pub(crate) fn damaged_error(d: index::Damaged, offset: u64) -> Error {
-    Error::corrupt(
-        offset,
-        format!(
-            "peer index: {:?} slot {} fails its check byte; Store::repair() rebuilds the index from the peer records",
-            d.table, d.slot
-        ),
-    )
-}
 
 /// Owners of names (usernames, phones) changed since a point: since the
 /// generation in [`PeerState`], since the batch start in the writer.
@@ -232,21 +118,6 @@ impl NameOwners {
     }
 }
 
-fn same(kind: NameKind, a: &[u8], b: &[u8]) -> bool {
-    match kind {
-        NameKind::Username => a == b || a.eq_ignore_ascii_case(b),
-        NameKind::Phone => a == b,
-    }
-}
-
-/// True when `r` holds the name (as [`same`] compares).
-fn has_name(r: &PeerRecordRef<'_>, kind: NameKind, name: &str) -> bool {
-    match kind {
-        NameKind::Username => r.has_username(name),
-        NameKind::Phone => r.has_phone(name),
-    }
-}
-
 /// A record's account and names, copied out of it.
 pub(crate) type OldNames = (u32, Vec<(NameKind, Box<str>)>);
 
@@ -286,6 +157,20 @@ pub(crate) struct PeerState {
 }
 
 impl PeerState {
+    pub fn new(table: Arc<PeerGen>) -> PeerState {
+        let live = table.header.peer_count;
+        PeerState {
+            lookup: Arc::new(Lookup::new(table.clone())),
+            table,
+            overlay: FastMap::default(),
+            names: NameOwners::default(),
+            replaying: false,
+            replayed: Vec::new(),
+            live,
+            per_account: parking_lot::Mutex::new(None),
+        }
+    }
+
     /// A peer's overlay entry: `None` when it has not changed since the
     /// generation, `Some(None)` when it was deleted since.
     #[inline]
@@ -295,106 +180,10 @@ impl PeerState {
         }
         self.overlay.get(&key).map(|e| e.as_deref())
     }
-}
-
-/// What the writer tracks per generic bucket to decide compaction.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct BucketTrack {
-    /// Keys changed since the segment: their segment entry size (0 if the
-    /// key was not in the segment).
-    pub dirty: HashMap<Vec<u8>, u32>,
-    /// Segment bytes superseded by later changes.
-    pub seg_dead: u64,
-    /// Bytes of live entries.
-    pub live_bytes: u64,
-    /// Log bytes written for this bucket since the last checkpoint.
-    pub log_bytes: u64,
-    /// What carrying `dirty` into a new log takes: each key's put (10 +
-    /// key + value bytes) or, for a key gone from the segment, its delete
-    /// (6 + key bytes). Kept up to date so a checkpoint need not look up
-    /// every dirty key to decide between carrying and rewriting.
-    pub carry_bytes: u64,
-}
-
-impl BucketTrack {
-    /// First change to `key` since the segment: remember what the segment
-    /// held. Returns whether `key` had changed before, and the size of its
-    /// segment entry (0: none).
-    fn touch(&mut self, map: &BTreeMap<Bytes, Bytes>, key: &[u8]) -> (bool, u32) {
-        if let Some(&in_seg) = self.dirty.get(key) {
-            return (true, in_seg);
-        }
-        let seg = map
-            .get(key)
-            .map_or(0, |v| segment::entry_len(key, v) as u32);
-        self.seg_dead += seg as u64;
-        self.dirty.insert(key.to_vec(), seg);
-        (false, seg)
-    }
-
-    /// A change to a key of `key_len` bytes, from `old` to `new` (values;
-    /// `None`: absent): keeps [`BucketTrack::carry_bytes`] in step.
-    fn carry_change(
-        &mut self,
-        changed: (bool, u32),
-        key_len: usize,
-        old: Option<usize>,
-        new: Option<usize>,
-    ) {
-        let (had, in_seg) = changed;
-        let before = if had {
-            carry_size(key_len, old, in_seg)
-        } else {
-            0
-        };
-        self.carry_bytes = self.carry_bytes - before + carry_size(key_len, new, in_seg);
-    }
-}
-
-/// What carrying a changed key takes: its put (10 + key + value bytes), or
-/// its delete (6 + key bytes) if the segment holds it, else nothing.
-pub(crate) fn carry_size(key_len: usize, value_len: Option<usize>, in_seg: u32) -> u64 {
-    match value_len {
-        Some(v) => 10 + (key_len + v) as u64,
-        None if in_seg > 0 => 6 + key_len as u64,
-        None => 0,
-    }
-}
-
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Tracking {
-    pub buckets: [BucketTrack; NUM_BUCKETS],
-    /// Peer segment bytes superseded by the overlay.
-    pub peer_seg_dead: u64,
-}
-
-#[derive(Debug)]
-pub(crate) struct State {
-    pub maps: [BTreeMap<Bytes, Bytes>; NUM_BUCKETS],
-    pub peers: PeerState,
-}
-
-impl State {
-    pub fn new(table: Arc<PeerGen>) -> State {
-        let live = table.header.peer_count;
-        State {
-            maps: Default::default(),
-            peers: PeerState {
-                lookup: Arc::new(Lookup::new(table.clone())),
-                table,
-                overlay: FastMap::default(),
-                names: NameOwners::default(),
-                replaying: false,
-                replayed: Vec::new(),
-                live,
-                per_account: parking_lot::Mutex::new(None),
-            },
-        }
-    }
 
     /// The current record of a peer.
     pub fn record(&self, key: u64) -> Result<Option<PeerRecordRef<'_>>> {
-        let table = &self.peers.table;
+        let table = &self.table;
         let slot = table.view().get(key).map_err(|d| table.damaged(d))?;
         self.record_in_slot(key, slot.map(|s| s.offset()))
     }
@@ -403,7 +192,7 @@ impl State {
     /// there is none or it is too short to hold `key`. For comparing with
     /// a checked record, which proves the stored one sound when equal.
     pub fn record_bytes_in_slot(&self, key: u64, slot: Option<u64>) -> Option<&[u8]> {
-        let p = &self.peers;
+        let p = self;
         if let Some(e) = p.changed(key) {
             return e;
         }
@@ -411,10 +200,10 @@ impl State {
         (b.len() >= peer_record::FIXED_LEN && peer_record::key_of(b) == key).then_some(b)
     }
 
-    /// [`State::record`], given where the generation's index put `key`
-    /// (as [`State::prefetch`] found it).
+    /// [`PeerState::record`], given where the generation's index put `key`
+    /// (as [`PeerState::prefetch`] found it).
     pub fn record_in_slot(&self, key: u64, slot: Option<u64>) -> Result<Option<PeerRecordRef<'_>>> {
-        let p = &self.peers;
+        let p = self;
         if let Some(e) = p.changed(key) {
             return Ok(e.and_then(|b| PeerRecordRef::checked_before(b).ok()));
         }
@@ -429,9 +218,9 @@ impl State {
     /// find them there instead of waiting for each miss in turn.
     ///
     /// Returns where the generation's index puts each key, for
-    /// [`State::record_in_slot`], so that the batch probes once per peer.
+    /// [`PeerState::record_in_slot`], so that the batch probes once per peer.
     pub fn prefetch(&self, keys: &[u64]) -> Result<Vec<Option<u64>>> {
-        let table = &self.peers.table;
+        let table = &self.table;
         let ids = table.view().id_table();
         let mut acc = 0u64;
         if keys.len() > 1 {
@@ -458,7 +247,7 @@ impl State {
     /// the overlay record), without parsing or allocating.
     #[inline]
     pub fn hash_of(&self, key: u64) -> Result<Option<(Option<i64>, u8)>> {
-        let p = &self.peers;
+        let p = self;
         if let Some(e) = p.changed(key) {
             return Ok(e.map(peer_record::hash_and_flags));
         }
@@ -484,7 +273,7 @@ impl State {
         self.resolve_name_hashed(name_hash(kind, account, name), kind, account, name)
     }
 
-    /// [`State::resolve_name`] with the name's hash already computed.
+    /// [`PeerState::resolve_name`] with the name's hash already computed.
     pub fn resolve_name_hashed(
         &self,
         hash: u64,
@@ -492,7 +281,7 @@ impl State {
         account: u32,
         name: &str,
     ) -> Result<Option<(u64, Option<i64>)>> {
-        let p = &self.peers;
+        let p = self;
         if let Some(owner) = p.names.get(hash, kind, account, name) {
             return match owner {
                 Some(key) => Ok(Some((key, self.hash_of(key)?.and_then(|(h, _)| h)))),
@@ -518,83 +307,56 @@ impl State {
         let hash = name_hash(kind, account, name);
         // Lock-free readers stop trusting the generation for this name
         // before its owner changes.
-        if !self.peers.replaying {
-            self.peers.lookup.name_changed(hash);
+        if !self.replaying {
+            self.lookup.name_changed(hash);
         }
-        self.peers.names.set(hash, kind, account, name, owner);
+        self.names.set(hash, kind, account, name, owner);
     }
 
-    /// Applies one op (already validated and resolved by the writer).
-    pub fn apply(&mut self, op: Op, track: &mut Tracking) -> Result<()> {
-        let op_len = op.encoded_len() as u64;
-        match op {
-            Op::Put { bucket, key, value } => {
-                let b = bucket as usize;
-                let t = &mut track.buckets[b];
-                let changed = t.touch(&self.maps[b], &key);
-                t.log_bytes += op_len;
-                t.live_bytes += segment::entry_len(&key, &value) as u64;
-                let (klen, vlen) = (key.len(), value.len());
-                let old = self.maps[b].insert(Bytes::from(key), Bytes::from(value));
-                if let Some(old) = &old {
-                    t.live_bytes -= (8 + klen + old.len()) as u64;
-                }
-                t.carry_change(changed, klen, old.map(|v| v.len()), Some(vlen));
+    /// Applies a peer record (already validated and resolved by the writer):
+    /// its names, the lock-free lookups, the overlay. `seg_dead` counts the
+    /// generation's bytes the change supersedes.
+    pub fn put(&mut self, bytes: Vec<u8>, seg_dead: &mut u64) -> Result<()> {
+        let new = PeerRecordRef::checked_before(&bytes)
+            .map_err(|_| Error::Invalid("malformed peer record".into()))?;
+        let key = new.key();
+        let old = self.before_change(key, seg_dead)?;
+        self.release_names(key, old.as_ref(), Some(&new))?;
+        for (kind, name) in names_of(&new) {
+            // A name the peer already had stays its own (the writer
+            // takes a name from its old holder in the same commit):
+            // leaving it alone keeps it resolving without a lock.
+            let had = old.as_ref().is_some_and(|(_, names)| {
+                names
+                    .iter()
+                    .any(|(k, n)| *k == kind && same(kind, n.as_bytes(), name.as_bytes()))
+            });
+            if !had {
+                self.set_owner(kind, new.account(), name, Some(key));
             }
-            Op::Delete { bucket, key } => {
-                let b = bucket as usize;
-                let t = &mut track.buckets[b];
-                let changed = t.touch(&self.maps[b], &key);
-                t.log_bytes += op_len;
-                let old = self.maps[b].remove(key.as_slice());
-                if let Some(old) = &old {
-                    t.live_bytes -= segment::entry_len(&key, old) as u64;
-                }
-                t.carry_change(changed, key.len(), old.map(|v| v.len()), None);
-            }
-            Op::PutPeer(bytes) => {
-                let new = PeerRecordRef::checked_before(&bytes)
-                    .map_err(|_| Error::Invalid("malformed peer record".into()))?;
-                let key = new.key();
-                let old = self.before_change(key, track)?;
-                self.release_names(key, old.as_ref(), Some(&new))?;
-                for (kind, name) in names_of(&new) {
-                    // A name the peer already had stays its own (the writer
-                    // takes a name from its old holder in the same commit):
-                    // leaving it alone keeps it resolving without a lock.
-                    let had = old.as_ref().is_some_and(|(_, names)| {
-                        names
-                            .iter()
-                            .any(|(k, n)| *k == kind && same(kind, n.as_bytes(), name.as_bytes()))
-                    });
-                    if !had {
-                        self.set_owner(kind, new.account(), name, Some(key));
-                    }
-                }
-                self.publish(key, Some((new.access_hash(), new.flags())));
-                self.peers
-                    .overlay
-                    .insert(key, Some(bytes.into_boxed_slice()));
-            }
-            Op::DeletePeer(key) => {
-                let Some(old) = self.before_change(key, track)? else {
-                    return Ok(());
-                };
-                self.release_names(key, Some(&old), None)?;
-                self.publish(key, None);
-                self.peers.overlay.insert(key, None);
-                self.peers.live -= 1;
-                let account = crate::format::peer_record::split_key(key).0;
-                if let Some(c) = self
-                    .peers
-                    .per_account
-                    .get_mut()
-                    .as_mut()
-                    .and_then(|m| m.get_mut(&account))
-                {
-                    *c -= 1;
-                }
-            }
+        }
+        self.publish(key, Some((new.access_hash(), new.flags())));
+        self.overlay.insert(key, Some(bytes.into_boxed_slice()));
+        Ok(())
+    }
+
+    /// Applies the deletion of a peer (nothing if it does not exist).
+    pub fn delete(&mut self, key: u64, seg_dead: &mut u64) -> Result<()> {
+        let Some(old) = self.before_change(key, seg_dead)? else {
+            return Ok(());
+        };
+        self.release_names(key, Some(&old), None)?;
+        self.publish(key, None);
+        self.overlay.insert(key, None);
+        self.live -= 1;
+        let account = crate::format::peer_record::split_key(key).0;
+        if let Some(c) = self
+            .per_account
+            .get_mut()
+            .as_mut()
+            .and_then(|m| m.get_mut(&account))
+        {
+            *c -= 1;
         }
         Ok(())
     }
@@ -602,14 +364,14 @@ impl State {
     /// The account and names `key` has before a change (`None`: no such
     /// peer), found with one probe; the first change since the
     /// generation also marks the peer's segment bytes dead.
-    fn before_change(&self, key: u64, track: &mut Tracking) -> Result<Option<OldNames>> {
-        let p = &self.peers;
+    fn before_change(&self, key: u64, seg_dead: &mut u64) -> Result<Option<OldNames>> {
+        let p = self;
         let rec = match p.changed(key) {
             Some(e) => e.and_then(|b| PeerRecordRef::checked_before(b).ok()),
             None => match p.table.view().get(key).map_err(|d| p.table.damaged(d))? {
                 Some(slot) => {
                     let rec = p.table.record_at(slot.offset(), key)?;
-                    track.peer_seg_dead += segment::peer_entry_len(rec.bytes().len()) as u64;
+                    *seg_dead += segment::peer_entry_len(rec.bytes().len()) as u64;
                     Some(rec)
                 }
                 None => None,
@@ -628,9 +390,9 @@ impl State {
     ) -> Result<()> {
         let Some((account, names)) = old else {
             if new.is_some() {
-                self.peers.live += 1;
+                self.live += 1;
                 let account = crate::format::peer_record::split_key(key).0;
-                if let Some(m) = self.peers.per_account.get_mut().as_mut() {
+                if let Some(m) = self.per_account.get_mut().as_mut() {
                     *m.entry(account).or_default() += 1;
                 }
             }
@@ -649,10 +411,11 @@ impl State {
 
     /// Brackets the replay of the log at open: until `false`, changed names
     /// are only kept in the state, then handed to the lock-free lookups in
-    /// one table of the right size (growing it name by name was 5% of an
-    /// open with a 10k-record tail; the peers' table likewise).
+    /// one table of the right size (growing it name by name was a visible
+    /// share of an open with a long log tail, the peers' table likewise;
+    /// benches/README.md, "Figures behind design choices").
     pub fn replaying(&mut self, on: bool) {
-        let p = &mut self.peers;
+        let p = self;
         if p.replaying && !on {
             p.lookup.set_many(std::mem::take(&mut p.replayed));
             p.lookup.names_changed(p.names.hashes());
@@ -663,24 +426,24 @@ impl State {
     /// A peer's new access hash and flags (`None`: deleted) for the
     /// lock-free lookups.
     fn publish(&mut self, key: u64, value: Option<Found>) {
-        if self.peers.replaying {
-            self.peers.replayed.push((key, value));
+        if self.replaying {
+            self.replayed.push((key, value));
         } else {
-            self.peers.lookup.set(key, value);
+            self.lookup.set(key, value);
         }
     }
 
     /// Drops the overlay once a new generation holds all of it.
     pub fn install_gen(&mut self, table: Arc<PeerGen>) {
-        self.peers.lookup.install(table.clone());
-        self.peers.table = table;
-        self.peers.overlay.clear();
-        self.peers.names.clear();
+        self.lookup.install(table.clone());
+        self.table = table;
+        self.overlay.clear();
+        self.names.clear();
     }
 
     /// Peer count per account, computed on first use and then maintained.
     pub fn account_peer_count(&self, account: u32) -> Result<u64> {
-        let mut counts = self.peers.per_account.lock();
+        let mut counts = self.per_account.lock();
         if counts.is_none() {
             let mut m = FastMap::<u32, u64>::default();
             for key in self.peer_keys(None)? {
@@ -698,7 +461,7 @@ impl State {
 
     /// Keys of every live peer (of one account, if given).
     pub fn peer_keys(&self, account: Option<u32>) -> Result<Vec<u64>> {
-        let p = &self.peers;
+        let p = self;
         let mut out = Vec::new();
         for e in p.table.records() {
             let (_, r) = e?;

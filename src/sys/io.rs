@@ -3,7 +3,7 @@
 //! crash simulator that keeps what was synced apart from what was only
 //! written.
 
-use crate::mmap::Region;
+pub use crate::sys::mmap::Region;
 use parking_lot::Mutex;
 use std::fs::File;
 use std::io;
@@ -38,7 +38,7 @@ pub trait RawFile: Send + Sync + std::fmt::Debug {
 pub struct FileBackend {
     file: File,
     /// Marks the file open in this process while the backend lives.
-    _mark: Option<crate::recovery::OpenMark>,
+    _mark: Option<OpenMark>,
 }
 
 impl FileBackend {
@@ -49,7 +49,7 @@ impl FileBackend {
 
     /// [`FileBackend::new`] for a file opened by path, which stays marked
     /// open in this process while the backend lives.
-    pub(crate) fn with_mark(file: File, mark: Option<crate::recovery::OpenMark>) -> Self {
+    pub(crate) fn with_mark(file: File, mark: Option<OpenMark>) -> Self {
         Self { file, _mark: mark }
     }
     /// The file.
@@ -75,7 +75,7 @@ impl RawFile for FileBackend {
         self.file.sync_data()
     }
     fn map(&self, offset: u64, len: u64) -> io::Result<Option<Region>> {
-        crate::mmap::map(&self.file, offset, len).map(Some)
+        crate::sys::mmap::map(&self.file, offset, len).map(Some)
     }
 }
 
@@ -279,6 +279,49 @@ impl RawFile for MemFile {
         s.pending.clear();
         Ok(())
     }
+}
+
+/// The files this process holds open as stores, by (device, inode), so
+/// that [`crate::Error::Locked`] can say when the holder is this process. A
+/// multiset: read-only handles may share a file.
+static OPEN_FILES: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// A store file's entry in [`OPEN_FILES`], removed when dropped (with the
+/// file: [`FileBackend`] keeps it).
+#[derive(Debug)]
+pub(crate) struct OpenMark((u64, u64));
+
+impl OpenMark {
+    pub(crate) fn new(file: &File) -> Option<OpenMark> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        let id = (m.dev(), m.ino());
+        OPEN_FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+        Some(OpenMark(id))
+    }
+}
+
+impl Drop for OpenMark {
+    fn drop(&mut self) {
+        let mut open = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = open.iter().position(|&id| id == self.0) {
+            open.swap_remove(i);
+        }
+    }
+}
+
+pub(crate) fn open_in_this_process(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = file.metadata() else {
+        return false;
+    };
+    OPEN_FILES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&(m.dev(), m.ino()))
 }
 
 #[cfg(test)]

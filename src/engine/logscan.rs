@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::commit;
 use crate::format::frame::{self, HEADER_LEN, TRAILER_LEN};
 use crate::format::masked_crc;
-use crate::io::RawFile;
+use crate::sys::io::RawFile;
 
 /// Bytes read at a time while scanning the log: the whole region is read
 /// once, through a buffer this size (larger only for a frame that needs
