@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod account;
+mod backup;
 pub mod bucket;
 mod bytes;
 pub mod codec;
@@ -30,6 +31,7 @@ mod store;
 mod verify;
 
 pub use account::{Account, MemoryStorage, Transaction};
+pub use backup::BackupReport;
 pub use bucket::{Batch, Bucket};
 pub use error::{Error, Result};
 pub use format::peer_record::PeerRecord;

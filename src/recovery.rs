@@ -666,6 +666,7 @@ pub(crate) fn load(
         poisoned: None,
         free: Vec::new(),
         quarantine: Vec::new(),
+        pins: Default::default(),
         file_len: sb.file_len,
         track,
         stats,

@@ -384,6 +384,8 @@ pub(crate) struct Writer {
     pub poisoned: Option<String>,
     pub free: Vec<Extent>,
     pub quarantine: Vec<(Extent, Weak<PeerGen>)>,
+    /// Regions that running backups may still be copying (src/backup.rs).
+    pub pins: crate::backup::Pins,
     pub file_len: u64,
     pub track: Tracking,
     pub stats: WriterStats,
@@ -507,6 +509,13 @@ impl Writer {
     }
 
     pub(crate) fn release(&mut self, e: Extent) {
+        if let Some(e) = self.pins.hold(e) {
+            self.free_now(e);
+        }
+    }
+
+    /// [`Writer::release`] without the backup pins' say.
+    fn free_now(&mut self, e: Extent) {
         if e.len == 0 {
             return;
         }
@@ -1697,6 +1706,9 @@ impl Inner {
         w.quarantine = alive;
         for (e, _) in dead {
             w.release(e);
+        }
+        for e in w.pins.expired() {
+            w.free_now(e);
         }
         let floor = w
             .quarantine
