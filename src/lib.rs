@@ -8,6 +8,7 @@
 
 mod account;
 mod backup;
+mod inspect;
 pub mod bucket;
 mod bytes;
 pub mod codec;
