@@ -87,7 +87,10 @@ impl Store {
             let mut names: Vec<String> = Vec::new();
             let mut last: Option<Vec<u8>> = None;
             for k in st.maps[RAW].keys() {
-                let n = *k.first().ok_or_else(|| corrupt("an empty raw bucket key"))? as usize;
+                let n = *k
+                    .first()
+                    .ok_or_else(|| corrupt("an empty raw bucket key"))?
+                    as usize;
                 let name = k
                     .get(1..1 + n)
                     .ok_or_else(|| corrupt("a raw bucket key shorter than its name"))?;

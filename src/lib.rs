@@ -8,7 +8,6 @@
 
 mod account;
 mod backup;
-mod inspect;
 pub mod bucket;
 mod bytes;
 pub mod codec;
@@ -17,6 +16,7 @@ mod error;
 pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
+mod inspect;
 pub mod io;
 mod logscan;
 mod lookup;
