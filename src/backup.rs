@@ -164,8 +164,9 @@ impl Store {
     /// Errors: [`Error::Invalid`] when `path` exists, when called inside
     /// a write closure, or for a store read-only open on a version 1 file
     /// (open it writable once, which upgrades it); [`Error::Io`] naming
-    /// `path`; [`Error::Corrupt`] if the copy fails its verification
-    /// (nothing is left at `path` then).
+    /// `path`; [`Error::Poisoned`] after a failed write or fsync of this
+    /// handle (reopen, then back up); [`Error::Corrupt`] if the copy fails
+    /// its verification (nothing is left at `path` then).
     pub fn backup_to(&self, path: impl AsRef<Path>) -> Result<BackupReport> {
         let path = path.as_ref();
         self.inner.not_in_write("Store::backup_to")?;

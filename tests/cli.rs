@@ -340,6 +340,8 @@ fn verify_compact_repair_backup() {
     let o = run(&["verify", p(&s)]);
     assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
     assert!(out(&o).contains(": ok (207 peers"), "{}", out(&o));
+    // No progress line: stderr is not a terminal here.
+    assert_eq!(err(&o), "");
 
     let o = run(&["compact", p(&s)]);
     assert_eq!(code(&o), 0, "{}", err(&o));
