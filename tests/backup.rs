@@ -18,6 +18,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The kill test's spawns, and opens that expect a lock just released:
+/// a child between fork and exec holds copies of this process's
+/// descriptors, and with them the `flock` of a store another test has
+/// just dropped. `Command::spawn` returns after the exec.
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn open_settled(path: &std::path::Path, opts: Options) -> Store {
+    let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    Store::open_with(path, opts).unwrap()
+}
+
 fn opts() -> Options {
     Options {
         durability: Durability::None,
@@ -65,15 +76,14 @@ fn commit(acct: &peerlog::Account, i: u64) {
 fn check_backup(path: &std::path::Path, acked: u64, salt: u64) -> u64 {
     let report = peerlog::verify_file(path).unwrap();
     assert!(report.is_ok(), "{}: {report}", path.display());
-    let store = Store::open_with(
+    let store = open_settled(
         path,
         Options {
             read_only: true,
             create: false,
             ..Options::default()
         },
-    )
-    .unwrap();
+    );
     let acct = store.account("bot").unwrap();
     let last = acct.update_state().unwrap().map_or(0, |s| s.pts as u64);
     assert!(
@@ -282,7 +292,7 @@ fn account_pool_handle_pool_and_read_only_entry_points() {
     pool.backup_to(token, &b).unwrap();
     drop(h);
     for p in [&a, &b] {
-        let s = Store::open(p).unwrap();
+        let s = open_settled(p, Options::default());
         let acct = s.account(Pool::ACCOUNT).unwrap();
         assert_eq!(
             acct.access_hash(PeerId::from_bot_api(-1001234567890).unwrap())
@@ -296,7 +306,7 @@ fn account_pool_handle_pool_and_read_only_entry_points() {
         .unwrap();
     let c = dir.path().join("c.peerlog");
     mem.backup_to("bot-one", &c).unwrap();
-    let s = Store::open(&c).unwrap();
+    let s = open_settled(&c, Options::default());
     assert_eq!(
         s.account(Pool::ACCOUNT)
             .unwrap()
@@ -306,15 +316,14 @@ fn account_pool_handle_pool_and_read_only_entry_points() {
     );
     // A read-only handle can be backed up.
     drop(s);
-    let ro = Store::open_with(
+    let ro = open_settled(
         &c,
         Options {
             read_only: true,
             create: false,
             ..Options::default()
         },
-    )
-    .unwrap();
+    );
     let d = dir.path().join("d.peerlog");
     ro.backup_to(&d).unwrap();
     assert!(peerlog::verify_file(&d).unwrap().is_ok());
@@ -366,6 +375,7 @@ fn a_killed_backup_leaves_nothing_or_a_whole_store_at_the_destination() {
     let mut checked = 0;
     let mut temps = 0;
     for round in 0..12u64 {
+        let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "backup_kill_child", "--nocapture"])
             .env(CHILD_ENV, dir.path())
@@ -373,6 +383,7 @@ fn a_killed_backup_leaves_nothing_or_a_whole_store_at_the_destination() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        drop(guard);
         std::thread::sleep(Duration::from_millis(30 + round * 37 % 200));
         child.kill().unwrap();
         child.wait().unwrap();

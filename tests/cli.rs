@@ -100,11 +100,25 @@ fn make_store(dir: &Path) -> PathBuf {
     path
 }
 
+/// Spawns are serialized, and in-process opens that expect a lock just
+/// released wait for them: a child between fork and exec holds copies of
+/// this process's descriptors, and with them the `flock` of any store a
+/// test has open at that moment, for a little while after the test
+/// dropped it. `Command::spawn` returns after the exec.
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`Store::open_with`] with no child between fork and exec.
+fn open_settled(path: &Path, opts: peerlog::Options) -> Store {
+    let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    Store::open_with(path, opts).unwrap()
+}
+
 fn run(args: &[&str]) -> Output {
     run_stdin(args, None)
 }
 
 fn run_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerlog"))
         .args(args)
         .stdin(if stdin.is_some() {
@@ -116,6 +130,7 @@ fn run_stdin(args: &[&str], stdin: Option<&str>) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    drop(guard);
     if let Some(s) = stdin {
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     }
@@ -463,7 +478,7 @@ fn export_and_import_session_strings() {
         );
         assert_eq!(code(&o), 0, "{}", err(&o));
         assert!(!out(&o).contains(text.as_str()) && !err(&o).contains(text.as_str()));
-        let store = Store::open(&n).unwrap();
+        let store = open_settled(&n, Default::default());
         let got = store
             .account("default")
             .unwrap()
@@ -542,7 +557,7 @@ fn a_store_held_by_a_running_bot() {
     let dir = tempfile::tempdir().unwrap();
     let s = make_store(dir.path());
     // This test process is the bot: it holds the store open for writing.
-    let held = Store::open(&s).unwrap();
+    let held = open_settled(&s, Default::default());
     let pid = std::process::id().to_string();
     let b = dir.path().join("b.peerlog");
     for args in [
@@ -572,15 +587,14 @@ fn a_store_held_by_a_running_bot() {
     assert_eq!(json(&o)["peers"], 207);
 
     // A read-only holder (another peerlog reading it) blocks writes only.
-    let ro = Store::open_with(
+    let ro = open_settled(
         &s,
         peerlog::Options {
             read_only: true,
             create: false,
             ..Default::default()
         },
-    )
-    .unwrap();
+    );
     assert_eq!(code(&run(&["info", p(&s)])), 0);
     let o = run(&["compact", p(&s)]);
     assert_eq!(code(&o), 3);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use peerlog::{Account, Options, Peer, PeerId, PeerKind, Session, Storage, Store};
@@ -356,41 +356,91 @@ fn matches_kind(p: &Peer, k: KindArg) -> bool {
     }
 }
 
+/// Stdout, buffered, for output too large to hold (a million peers).
+fn stream() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())
+}
+
+/// A failed write to stdout. A closed pipe (`| head`) ends the output
+/// quietly; anything else is an error.
+fn write_failed(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::new(0, String::new())
+    } else {
+        Failure::new(crate::OTHER, format!("writing the output: {e}"))
+    }
+}
+
+/// Every peer of `acct` in Bot API id order, read one at a time (the
+/// list of a million-peer account is never held whole), passed to `f`
+/// until it returns false.
+fn each_peer(
+    store: &Store,
+    acct: &Account,
+    path: &Path,
+    mut f: impl FnMut(&Peer) -> Result<bool, Failure>,
+) -> Result<(), Failure> {
+    let mut ids = store.peer_ids(acct.number()).map_err(lib(path))?;
+    ids.sort_unstable();
+    for id in ids {
+        let Some(pid) = PeerId::from_bot_api(id) else {
+            continue;
+        };
+        if let Some(p) = acct.peer(pid).map_err(lib(path))?
+            && !f(&p)?
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
 pub fn peers(
     path: &Path,
     account: Option<&str>,
     kind: Option<KindArg>,
     username: Option<&str>,
     limit: Option<usize>,
+    json: bool,
 ) -> Res {
     let store = open_ro(path)?;
     let acct = pick_account(&store, account, path)?;
     let needle = username.map(|u| u.trim_start_matches('@').to_ascii_lowercase());
-    let mut all = acct.peers().map_err(lib(path))?;
-    all.sort_by_key(|p| p.id.bot_api());
-    let found: Vec<Peer> = all
-        .into_iter()
-        .filter(|p| kind.is_none_or(|k| matches_kind(p, k)))
-        .filter(|p| {
-            needle.as_ref().is_none_or(|n| {
-                p.username
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut w = stream();
+    if json {
+        write!(w, "{{\"account\":{},\"peers\":[", json!(acct.name())).map_err(write_failed)?;
+    }
+    let mut n = 0usize;
+    if limit > 0 {
+        each_peer(&store, &acct, path, |p| {
+            if kind.is_some_and(|k| !matches_kind(p, k)) {
+                return Ok(true);
+            }
+            if let Some(want) = &needle
+                && !p
+                    .username
                     .iter()
                     .chain(&p.usernames)
-                    .any(|u| u.to_ascii_lowercase().contains(n.as_str()))
-            })
-        })
-        .take(limit.unwrap_or(usize::MAX))
-        .collect();
-    let mut t = String::new();
-    for p in &found {
-        let _ = writeln!(t, "{}", peer_line(p));
+                    .any(|u| u.to_ascii_lowercase().contains(want.as_str()))
+            {
+                return Ok(true);
+            }
+            if json {
+                let sep = if n == 0 { "\n" } else { ",\n" };
+                write!(w, "{sep}{}", peer_json(p)).map_err(write_failed)?;
+            } else {
+                writeln!(w, "{}", peer_line(p)).map_err(write_failed)?;
+            }
+            n += 1;
+            Ok(n < limit)
+        })?;
     }
-    let j = json!({
-        "account": acct.name(),
-        "count": found.len(),
-        "peers": found.iter().map(peer_json).collect::<Vec<_>>(),
-    });
-    Ok(Outcome::ok(t, j))
+    if json {
+        writeln!(w, "\n],\"count\":{n}}}").map_err(write_failed)?;
+    }
+    w.flush().map_err(write_failed)?;
+    Ok(Outcome::printed())
 }
 
 /// What a `get` query names.
@@ -510,24 +560,60 @@ pub fn get(path: &Path, query: &str, account: Option<&str>) -> Res {
     Ok(Outcome::ok(t, j))
 }
 
+/// One account of a dump, written to `w` as text or as one JSON object.
 fn account_dump(
+    store: &Store,
     acct: &Account,
     path: &Path,
     secrets: bool,
-    t: &mut String,
-) -> Result<Value, Failure> {
+    json: bool,
+    w: &mut dyn Write,
+) -> Result<(), Failure> {
     let e = lib(path);
     let session = acct.session().map_err(&e)?;
     let dcs = acct.dc_auths().map_err(&e)?;
     let state = acct.update_state().map_err(&e)?;
     let channels = acct.channel_states().map_err(&e)?;
-    let mut peers = acct.peers().map_err(&e)?;
-    peers.sort_by_key(|p| p.id.bot_api());
     let queue = acct.pending(usize::MAX).map_err(&e)?;
     let convs = acct.conversations().map_err(&e)?;
     let meta = acct.meta_entries().map_err(&e)?;
     let dedup = acct.dedup_key_count();
+    let peer_count = store.peer_record_count(acct.number()).map_err(&e)?;
 
+    if json {
+        let head = json!({
+            "name": acct.name(),
+            "number": acct.number(),
+            "session": session.as_ref().map(|s| session_json(s, secrets)),
+            "dc_auths": dcs.iter().map(|d| dc_auth_json(d, secrets)).collect::<Vec<_>>(),
+            "update_state": state.map(|u| json!({"pts": u.pts, "qts": u.qts, "date": u.date, "seq": u.seq})),
+            "channel_states": channels.iter().map(|c| json!({"channel_id": c.channel_id, "pts": c.pts})).collect::<Vec<_>>(),
+            "dedup_keys": dedup,
+            "queue": queue.iter().map(|q| json!({
+                "id": q.id, "payload": bytes_json(&q.payload), "attempts": q.attempts,
+                "last_error": q.last_error, "created_at": q.created_at, "updated_at": q.updated_at,
+            })).collect::<Vec<_>>(),
+            "conversations": convs.iter().map(|c| json!({
+                "chat_id": c.chat_id, "user_id": c.user_id, "name": c.name, "step": c.step,
+                "data": bytes_json(&c.data), "created_at": c.created_at, "updated_at": c.updated_at,
+            })).collect::<Vec<_>>(),
+            "meta": meta.iter().map(|(k, v)| (k.clone(), bytes_json(v))).collect::<BTreeMap<_, _>>(),
+        })
+        .to_string();
+        // The object without its closing brace, then the peers, streamed.
+        let open = head.strip_suffix('}').unwrap_or(&head);
+        write!(w, "{open},\"peers\":[").map_err(write_failed)?;
+        let mut first = true;
+        each_peer(store, acct, path, |p| {
+            let sep = if first { "\n" } else { ",\n" };
+            first = false;
+            write!(w, "{sep}{}", peer_json(p)).map_err(write_failed)?;
+            Ok(true)
+        })?;
+        return write!(w, "\n]}}").map_err(write_failed);
+    }
+
+    let mut t = String::new();
     let _ = writeln!(t, "== account {:?} (number {})", acct.name(), acct.number());
     match &session {
         Some(s) => {
@@ -550,10 +636,6 @@ fn account_dump(
     }
     for c in &channels {
         let _ = writeln!(t, "channel pts: {} = {}", c.channel_id, c.pts);
-    }
-    let _ = writeln!(t, "peers: {}", peers.len());
-    for p in &peers {
-        let _ = writeln!(t, "  {}", peer_line(p));
     }
     let _ = writeln!(t, "dedup keys: {dedup}");
     let _ = writeln!(t, "queue: {}", queue.len());
@@ -587,69 +669,71 @@ fn account_dump(
     for (k, v) in &meta {
         let _ = writeln!(t, "  {k:?} = {}", bytes_text(v));
     }
-    Ok(json!({
-        "name": acct.name(),
-        "number": acct.number(),
-        "session": session.as_ref().map(|s| session_json(s, secrets)),
-        "dc_auths": dcs.iter().map(|d| dc_auth_json(d, secrets)).collect::<Vec<_>>(),
-        "update_state": state.map(|u| json!({"pts": u.pts, "qts": u.qts, "date": u.date, "seq": u.seq})),
-        "channel_states": channels.iter().map(|c| json!({"channel_id": c.channel_id, "pts": c.pts})).collect::<Vec<_>>(),
-        "peers": peers.iter().map(peer_json).collect::<Vec<_>>(),
-        "dedup_keys": dedup,
-        "queue": queue.iter().map(|q| json!({
-            "id": q.id, "payload": bytes_json(&q.payload), "attempts": q.attempts,
-            "last_error": q.last_error, "created_at": q.created_at, "updated_at": q.updated_at,
-        })).collect::<Vec<_>>(),
-        "conversations": convs.iter().map(|c| json!({
-            "chat_id": c.chat_id, "user_id": c.user_id, "name": c.name, "step": c.step,
-            "data": bytes_json(&c.data), "created_at": c.created_at, "updated_at": c.updated_at,
-        })).collect::<Vec<_>>(),
-        "meta": meta.iter().map(|(k, v)| (k.clone(), bytes_json(v))).collect::<BTreeMap<_, _>>(),
-    }))
+    let _ = writeln!(t, "peers: {peer_count}");
+    w.write_all(t.as_bytes()).map_err(write_failed)?;
+    each_peer(store, acct, path, |p| {
+        writeln!(w, "  {}", peer_line(p)).map_err(write_failed)?;
+        Ok(true)
+    })
 }
 
-pub fn dump(path: &Path, account: Option<&str>, secrets: bool) -> Res {
+pub fn dump(path: &Path, account: Option<&str>, secrets: bool, json: bool) -> Res {
     let store = open_ro(path)?;
     let names = match account {
         Some(a) => vec![pick_account(&store, Some(a), path)?.name().to_string()],
         None => store.accounts().map_err(lib(path))?,
     };
-    let mut t = String::new();
-    let mut accounts = Vec::new();
-    progress("reading", || -> Result<(), Failure> {
-        for n in &names {
-            let acct = store.account(n).map_err(lib(path))?;
-            accounts.push(account_dump(&acct, path, secrets, &mut t)?);
+    let mut w = stream();
+    if json {
+        write!(w, "{{\"secrets_shown\":{secrets},\"accounts\":[").map_err(write_failed)?;
+    }
+    for (i, n) in names.iter().enumerate() {
+        let acct = store.account(n).map_err(lib(path))?;
+        if json && i > 0 {
+            write!(w, ",").map_err(write_failed)?;
         }
-        Ok(())
-    })?;
-    let mut buckets = BTreeMap::new();
+        account_dump(&store, &acct, path, secrets, json, &mut w)?;
+    }
+    if json {
+        write!(w, "],\"raw_buckets\":{{").map_err(write_failed)?;
+    }
     if account.is_none() {
-        for name in store.bucket_names().map_err(lib(path))? {
+        for (i, name) in store
+            .bucket_names()
+            .map_err(lib(path))?
+            .into_iter()
+            .enumerate()
+        {
             let entries = store
                 .bucket(&name)
                 .and_then(|b| b.scan_prefix(b""))
                 .map_err(lib(path))?;
-            let _ = writeln!(t, "== raw bucket {name:?}: {}", entries.len());
-            for (k, v) in &entries {
-                let _ = writeln!(t, "  {} = {}", bytes_text(k), bytes_text(v));
-            }
-            buckets.insert(
-                name,
-                entries
+            if json {
+                let v: Vec<Value> = entries
                     .iter()
                     .map(|(k, v)| json!({"key": bytes_json(k), "value": bytes_json(v)}))
-                    .collect::<Vec<_>>(),
-            );
+                    .collect();
+                let sep = if i == 0 { "" } else { "," };
+                write!(w, "{sep}{}:{}", json!(name), json!(v)).map_err(write_failed)?;
+            } else {
+                writeln!(w, "== raw bucket {name:?}: {}", entries.len()).map_err(write_failed)?;
+                for (k, v) in &entries {
+                    writeln!(w, "  {} = {}", bytes_text(k), bytes_text(v)).map_err(write_failed)?;
+                }
+            }
         }
     }
-    if !secrets {
-        t.push_str("(auth keys and api hashes redacted; --show-secrets prints them)\n");
+    if json {
+        writeln!(w, "}}}}").map_err(write_failed)?;
+    } else if !secrets {
+        writeln!(
+            w,
+            "(auth keys and api hashes redacted; --show-secrets prints them)"
+        )
+        .map_err(write_failed)?;
     }
-    Ok(Outcome::ok(
-        t,
-        json!({ "accounts": accounts, "raw_buckets": buckets, "secrets_shown": secrets }),
-    ))
+    w.flush().map_err(write_failed)?;
+    Ok(Outcome::printed())
 }
 
 pub fn compact(path: &Path) -> Res {

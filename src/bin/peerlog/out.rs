@@ -15,6 +15,8 @@ pub struct Outcome {
     pub text: String,
     pub json: Value,
     pub code: u8,
+    /// The command wrote its output itself, as it went (peers, dump).
+    pub printed: bool,
 }
 
 impl Outcome {
@@ -23,10 +25,22 @@ impl Outcome {
             text,
             json,
             code: 0,
+            printed: false,
+        }
+    }
+
+    /// Output already written to stdout.
+    pub fn printed() -> Outcome {
+        Outcome {
+            printed: true,
+            ..Outcome::ok(String::new(), Value::Null)
         }
     }
 
     pub fn print(&self, json: bool) {
+        if self.printed {
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = if json {
             writeln!(
@@ -57,6 +71,10 @@ impl Failure {
     }
 
     pub fn print(&self, json: bool) {
+        if self.msg.is_empty() {
+            // A closed pipe: nothing to say.
+            return;
+        }
         if json {
             println!("{}", json!({ "error": self.msg, "exit_code": self.code }));
         }
