@@ -168,7 +168,13 @@ impl Store {
     /// handle (reopen, then back up); [`Error::Corrupt`] if the copy fails
     /// its verification (nothing is left at `path` then).
     pub fn backup_to(&self, path: impl AsRef<Path>) -> Result<BackupReport> {
-        let path = path.as_ref();
+        self.backup_with(path.as_ref(), &mut || {})
+    }
+
+    /// [`Store::backup_to`], running `after_pin` once the generation is
+    /// pinned and before its regions are read (tests put checkpoints
+    /// there).
+    fn backup_with(&self, path: &Path, after_pin: &mut dyn FnMut()) -> Result<BackupReport> {
         self.inner.not_in_write("Store::backup_to")?;
         if std::fs::symlink_metadata(path).is_ok() {
             return Err(Error::Invalid(format!(
@@ -204,6 +210,7 @@ impl Store {
             )));
         }
 
+        after_pin();
         let n = BACKUP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(
             ".{}.backup-{}-{n}",
@@ -347,6 +354,55 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Durability, Peer, PeerId, Storage};
+
+    /// The hazard made certain: between the pin and the copy, the writer
+    /// runs compactions and fills the log many times over, so every
+    /// region of the pinned generation is freed, and would be reused and
+    /// overwritten without the pin. The copy still holds exactly the
+    /// pinned state.
+    #[test]
+    fn checkpoints_between_pin_and_copy_do_not_touch_the_pinned_regions() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            durability: Durability::None,
+            log_size: 16 << 10,
+            peer_fold_min: 64,
+            ..Options::default()
+        };
+        let store = Store::open_with(dir.path().join("s.peerlog"), opts).unwrap();
+        let acct = store.account("a").unwrap();
+        let peers = |v: i64| -> Vec<Peer> {
+            (1..=3000)
+                .map(|i| Peer::user(i, i * 1000 + v).with_username(format!("u{i}_{v}")))
+                .collect()
+        };
+        acct.save_peers(&peers(1)).unwrap();
+        store.compact().unwrap();
+        acct.set_meta("v", b"1").unwrap();
+        let to = dir.path().join("b.peerlog");
+        let writer = acct.clone();
+        store
+            .backup_with(&to, &mut || {
+                for v in 2..6 {
+                    writer.save_peers(&peers(v)).unwrap();
+                    writer.set_meta("v", &[v as u8; 3000]).unwrap();
+                    writer.store().compact().unwrap();
+                }
+            })
+            .unwrap();
+        let copy = Store::open(&to).unwrap();
+        let a = copy.account("a").unwrap();
+        assert_eq!(a.meta("v").unwrap(), Some(b"1".to_vec()));
+        for i in (1..=3000).step_by(7) {
+            assert_eq!(a.access_hash(PeerId::user(i)).unwrap(), Some(i * 1000 + 1));
+        }
+        assert_eq!(
+            a.resolve_username("u2999_1").unwrap(),
+            Some((PeerId::user(2999), Some(2_999_001)))
+        );
+        assert_eq!(acct.access_hash(PeerId::user(7)).unwrap(), Some(7005));
+    }
 
     fn ext(offset: u64) -> Extent {
         Extent { offset, len: 4096 }

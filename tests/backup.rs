@@ -197,6 +197,94 @@ fn backups_under_a_running_writer_hold_every_acknowledged_commit() {
     assert!(store.verify().unwrap().is_ok());
 }
 
+/// Round `r` re-saves block `r % BLOCKS` of the peers with hash
+/// `rhash(i, r)` and sets pts = r, in one commit.
+const BLOCKS: u64 = 30;
+const BLOCK: u64 = 2000;
+
+fn rhash(i: u64, r: u64) -> i64 {
+    hash(i ^ (r << 32))
+}
+
+#[test]
+fn backups_during_compactions_that_relocate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path().join("live.peerlog"),
+        Options {
+            durability: Durability::None,
+            peer_fold_min: 1024,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let acct = store.account("bot").unwrap();
+    let round = |acct: &peerlog::Account, r: u64| {
+        let b = r % BLOCKS;
+        let peers: Vec<Peer> = (b * BLOCK + 1..=(b + 1) * BLOCK)
+            .map(|i| Peer::user(i as i64, rhash(i, r)))
+            .collect();
+        let state = UpdateState {
+            pts: r as i32,
+            qts: 0,
+            date: 0,
+            seq: 0,
+        };
+        acct.save_peers_and_state(&peers, Some(&state), &[])
+            .unwrap();
+    };
+    for r in 0..BLOCKS {
+        round(&acct, r);
+    }
+    store.compact().unwrap();
+    // Over 4 MiB, so `compact` moves every region to the end and then
+    // relocates them into the space that frees.
+    assert!(store.stats().file_size > 4 << 20, "{:?}", store.stats());
+    let acked = Arc::new(AtomicU64::new(BLOCKS - 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acct, acked, stop) = (acct.clone(), acked.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut r = BLOCKS;
+            while !stop.load(Ordering::Relaxed) {
+                round(&acct, r);
+                acked.store(r, Ordering::Release);
+                if r.is_multiple_of(3) {
+                    acct.store().compact().unwrap();
+                }
+                r += 1;
+            }
+        })
+    };
+    for b in 0..20u64 {
+        let before = acked.load(Ordering::Acquire);
+        let to = dir.path().join(format!("b{b}.peerlog"));
+        store.backup_to(&to).unwrap();
+        assert!(peerlog::verify_file(&to).unwrap().is_ok());
+        let copy = open_settled(&to, Options::default());
+        let a = copy.account("bot").unwrap();
+        let last = a.update_state().unwrap().unwrap().pts as u64;
+        assert!(last >= before, "backup at {last}, {before} acknowledged");
+        assert_eq!(a.peer_count().unwrap(), BLOCKS * BLOCK);
+        for k in 0..64u64 {
+            let i = 1 + (k * 7_919 + b * 104_729) % (BLOCKS * BLOCK);
+            let blk = (i - 1) / BLOCK;
+            // The last round up to `last` that wrote this block.
+            let r = last - (last + BLOCKS - blk) % BLOCKS;
+            assert_eq!(
+                a.access_hash(PeerId::user(i as i64)).unwrap(),
+                Some(rhash(i, r)),
+                "peer {i} in the backup at round {last}"
+            );
+        }
+        drop(copy);
+        std::fs::remove_file(&to).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(store.verify().unwrap().is_ok());
+}
+
 #[test]
 fn concurrent_backups_of_one_store() {
     let dir = tempfile::tempdir().unwrap();
