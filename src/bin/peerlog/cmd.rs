@@ -147,6 +147,13 @@ pub fn info(path: &Path) -> Res {
         "index load    id {:.2}, username/phone {:.2}",
         st.id_index_load, st.username_index_load
     );
+    if st.overlay_peers > 0 {
+        let _ = writeln!(
+            t,
+            "              {} peers changed since the index was written (folded into the table at a later checkpoint)",
+            st.overlay_peers
+        );
+    }
     let _ = writeln!(
         t,
         "checkpoint    generation {} (the last one on disk); {} of log written since, of {}",
@@ -220,6 +227,7 @@ pub fn info(path: &Path) -> Res {
         "buckets": buckets,
         "id_index_load": st.id_index_load,
         "username_index_load": st.username_index_load,
+        "overlay_peers": st.overlay_peers,
         "generation": st.generation,
         "log_used": st.log_used,
         "log_capacity": st.log_capacity,
