@@ -21,12 +21,26 @@ use std::time::{Duration, Instant};
 /// The kill test's spawns, and opens that expect a lock just released:
 /// a child between fork and exec holds copies of this process's
 /// descriptors, and with them the `flock` of a store another test has
-/// just dropped. `Command::spawn` returns after the exec.
+/// just dropped (Linux lets the parent go on before the child has closed
+/// them).
 static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// [`Store::open_with`], waiting (up to 10 s) while a lock is held by
+/// such a child only.
 fn open_settled(path: &std::path::Path, opts: Options) -> Store {
-    let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-    Store::open_with(path, opts).unwrap()
+    let started = Instant::now();
+    loop {
+        let r = {
+            let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            Store::open_with(path, opts.clone())
+        };
+        match r {
+            Err(Error::Locked { .. }) if started.elapsed().as_secs() < 10 => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 fn opts() -> Options {

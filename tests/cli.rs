@@ -38,6 +38,8 @@ fn session() -> Session {
 
 /// A store with two accounts and something in every bucket.
 fn make_store(dir: &Path) -> PathBuf {
+    // No child may inherit this store's lock: spawns wait.
+    let _g = no_spawns();
     let path = dir.join("bot.peerlog");
     let store = Store::open(&path).unwrap();
     let bot = store.account("bot").unwrap();
@@ -100,17 +102,34 @@ fn make_store(dir: &Path) -> PathBuf {
     path
 }
 
-/// Spawns are serialized, and in-process opens that expect a lock just
-/// released wait for them: a child between fork and exec holds copies of
-/// this process's descriptors, and with them the `flock` of any store a
-/// test has open at that moment, for a little while after the test
-/// dropped it. `Command::spawn` returns after the exec.
+/// Spawns are serialized against code that has a store open: a child
+/// between fork and exec holds copies of this process's descriptors, and
+/// with them the `flock` of any store open at that moment. Linux lets the
+/// parent go on before the child has closed them (`Command::spawn` can
+/// return first), so for a moment after a test drops a store, a child of
+/// another test may still hold its lock.
 static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// [`Store::open_with`] with no child between fork and exec.
+fn no_spawns() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`Store::open_with`], waiting (up to 10 s) while a lock is held by
+/// such a child only.
 fn open_settled(path: &Path, opts: peerlog::Options) -> Store {
-    let _g = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-    Store::open_with(path, opts).unwrap()
+    let started = std::time::Instant::now();
+    loop {
+        let r = {
+            let _g = no_spawns();
+            Store::open_with(path, opts.clone())
+        };
+        match r {
+            Err(peerlog::Error::Locked { .. }) if started.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 fn run(args: &[&str]) -> Output {
@@ -118,7 +137,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn run_stdin(args: &[&str], stdin: Option<&str>) -> Output {
-    let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = no_spawns();
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerlog"))
         .args(args)
         .stdin(if stdin.is_some() {
@@ -478,15 +497,13 @@ fn export_and_import_session_strings() {
         );
         assert_eq!(code(&o), 0, "{}", err(&o));
         assert!(!out(&o).contains(text.as_str()) && !err(&o).contains(text.as_str()));
-        let store = open_settled(&n, Default::default());
-        let got = store
-            .account("default")
-            .unwrap()
-            .session()
-            .unwrap()
-            .unwrap();
-        assert_eq!(got.auth_key, session().auth_key);
-        drop(store);
+        {
+            // Open only while no child can inherit it: the CLI runs next.
+            let _g = no_spawns();
+            let store = Store::open(&n).unwrap();
+            let got = store.account("default").unwrap().session().unwrap();
+            assert_eq!(got.unwrap().auth_key, session().auth_key);
+        }
         // Again: the account has a session now.
         let before = std::fs::read(&n).unwrap();
         let o = run_stdin(&["import", p(&n), "--string", "-"], Some(text));
