@@ -88,30 +88,32 @@ impl Failure {
         match e {
             Error::Locked {
                 pid,
-                same_process: _,
                 read_only_holder,
                 ..
             } => {
-                let who = match (pid, read_only_holder) {
-                    (Some(pid), _) => {
-                        format!("process {pid} (a running bot?) has it open for writing")
-                    }
-                    (None, true) => {
-                        "another process has it open read-only (a peerlog verify or info?)"
-                            .to_string()
-                    }
-                    (None, false) => "another process has it open for writing".to_string(),
-                };
-                Failure::new(
-                    crate::LOCKED,
+                let msg = if read_only_holder {
                     format!(
-                        "{shown} is in use: {who}. A store is opened by one writer at a time, and a \
-                         read-only open waits for no writer, so peerlog cannot read it now. To get a \
-                         copy while the bot runs, have the bot call Store::backup_to(\"copy.peerlog\") \
-                         (or Account::backup_to / Pool::backup_to) and run peerlog on the copy; or stop \
-                         the bot first. Do not cp a live store: the copy may not open."
-                    ),
-                )
+                        "{shown} is open read-only in another process (a peerlog info, verify or \
+                         dump, or a read-only handle of a program); compact, repair and import need \
+                         it to themselves: run them when that one has finished"
+                    )
+                } else {
+                    let who = match pid {
+                        Some(pid) => {
+                            format!("process {pid} (a running bot?) has it open for writing")
+                        }
+                        None => "another process has it open for writing".to_string(),
+                    };
+                    format!(
+                        "{shown} is in use: {who}. A store has one writer at a time, and a \
+                         read-only open is refused while a writer holds it, so peerlog cannot read \
+                         it now. To get a copy while the bot runs, have the bot call \
+                         Store::backup_to(\"copy.peerlog\") (or Account::backup_to / \
+                         Pool::backup_to) and run peerlog on the copy; or stop the bot first. \
+                         Do not cp a live store: the copy may not open."
+                    )
+                };
+                Failure::new(crate::LOCKED, msg)
             }
             Error::NotPeerlog { .. } => Failure::new(
                 crate::NOT_A_STORE,
