@@ -161,9 +161,12 @@ impl Store {
     /// `path` (never replacing a file there) and the directory synced: a
     /// crash leaves nothing at `path` or a complete store.
     ///
-    /// Errors: [`Error::Invalid`] when `path` exists, when called inside
-    /// a write closure, or for a store read-only open on a version 1 file
-    /// (open it writable once, which upgrades it); [`Error::Io`] naming
+    /// A read-only handle on a file of an older format version (which it
+    /// reads without upgrading) gets a copy of the whole file as it is:
+    /// its shared lock keeps writers out, so nothing changes meanwhile.
+    ///
+    /// Errors: [`Error::Invalid`] when `path` exists or when called inside
+    /// a write closure; [`Error::Io`] naming
     /// `path`; [`Error::Poisoned`] after a failed write or fsync of this
     /// handle (reopen, then back up); [`Error::Corrupt`] if the copy fails
     /// its verification (nothing is left at `path` then).
@@ -194,18 +197,23 @@ impl Store {
         };
 
         // The short step: what to copy, and a pin on it.
-        let (sb, log_end, next_seq, pin) = {
+        let (sb, log_end, next_seq, read_only, pin) = {
             let mut w = self.inner.lock_writer();
             if let Some(first) = &w.poisoned {
                 return Err(Error::Poisoned {
                     first: first.clone(),
                 });
             }
-            (w.sb, w.log_pos, w.next_seq, w.pins.pin())
+            (w.sb, w.log_pos, w.next_seq, w.read_only, w.pins.pin())
         };
-        if sb.version != FORMAT_VERSION {
+        // An older format is read as it is, never upgraded, by a read-only
+        // handle only (a writable open upgrades it at once). Its shared
+        // lock keeps every writer out, so the file does not change: it is
+        // copied whole, superblocks included.
+        let whole = sb.version != FORMAT_VERSION;
+        if whole && !read_only {
             return Err(Error::Invalid(format!(
-                "the store is format version {} (open read-only, so not upgraded); open it writable once to upgrade it, then back it up",
+                "a writable handle on a format version {} store; reopen it, which upgrades it, then back it up",
                 sb.version
             )));
         }
@@ -240,6 +248,9 @@ impl Store {
             ranges.push((sb.index.offset, sb.index.len));
         }
         ranges.push((sb.log.offset, log_end - sb.log.offset));
+        if whole {
+            ranges = vec![(0, sb.file_len)];
+        }
         for (offset, len) in ranges {
             copy_range(&*self.inner.file, &file, tmp, offset, len, &mut buf)?;
             copied += len;
@@ -252,10 +263,11 @@ impl Store {
         // names it: damage there is corruption, never a torn tail.
         copy_sb.log_durable = log_end - sb.log.offset;
         file.sync_all().map_err(io_at(tmp))?;
-        let backend = FileBackend::new(file.try_clone().map_err(io_at(tmp))?);
-        crate::recovery::write_superblock(&backend, &copy_sb).map_err(io_at(tmp))?;
-        backend.sync().map_err(io_at(tmp))?;
-        drop(backend);
+        if !whole {
+            let backend = FileBackend::new(file.try_clone().map_err(io_at(tmp))?);
+            crate::recovery::write_superblock(&backend, &copy_sb).map_err(io_at(tmp))?;
+            backend.sync().map_err(io_at(tmp))?;
+        }
         drop(file);
 
         let peers = check_copy(tmp, next_seq, sb.generation)?;

@@ -431,6 +431,71 @@ fn account_pool_handle_pool_and_read_only_entry_points() {
     assert!(peerlog::verify_file(&d).unwrap().is_ok());
 }
 
+/// A read-only handle on a format version 1 file reads it without
+/// upgrading: its backup is the whole file as it is, and reads the same.
+#[test]
+fn read_only_handles_on_version_1_files_copy_them_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut peers, mut entries) = (0, 0);
+    for name in [
+        "empty",
+        "log-only",
+        "compacted-with-tail",
+        "many-generations",
+    ] {
+        let src = dir.path().join(format!("{name}.peerlog"));
+        std::fs::copy(
+            format!(
+                "{}/tests/golden/v1/{name}.peerlog",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            &src,
+        )
+        .unwrap();
+        let original = std::fs::read(&src).unwrap();
+        let ro = Options {
+            read_only: true,
+            create: false,
+            ..Options::default()
+        };
+        let store = open_settled(&src, ro.clone());
+        let to = dir.path().join(format!("{name}.backup"));
+        store.backup_to(&to).unwrap();
+        let copy = open_settled(&to, ro.clone());
+        {
+            let (a, b) = (&store, &copy);
+            assert_eq!(a.stats().peer_count, b.stats().peer_count, "{name}");
+            assert_eq!(a.peer_ids(0).unwrap(), b.peer_ids(0).unwrap(), "{name}");
+            for id in a.peer_ids(0).unwrap() {
+                assert_eq!(
+                    a.peer_record(0, id).unwrap(),
+                    b.peer_record(0, id).unwrap(),
+                    "{name}: peer {id}"
+                );
+            }
+            peers += a.peer_ids(0).unwrap().len();
+            let names = a.bucket_names().unwrap();
+            assert_eq!(names, b.bucket_names().unwrap(), "{name}");
+            for bucket in &names {
+                entries += a.bucket(bucket).unwrap().len();
+                assert_eq!(
+                    a.bucket(bucket).unwrap().scan_prefix(b"").unwrap(),
+                    b.bucket(bucket).unwrap().scan_prefix(b"").unwrap(),
+                    "{name}: bucket {bucket}"
+                );
+            }
+        }
+        drop(store);
+        // The source was not written.
+        assert!(std::fs::read(&src).unwrap() == original, "{name} changed");
+        assert!(peerlog::verify_file(&to).unwrap().is_ok(), "{name}");
+    }
+    assert!(
+        peers > 40 && entries > 10,
+        "{peers} peers, {entries} entries"
+    );
+}
+
 const CHILD_ENV: &str = "PEERLOG_BACKUP_CHILD";
 
 /// The child of the kill test: backs up a store in a loop to `b0`, `b1`,
