@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod account;
+mod backup;
 pub mod bucket;
 pub mod conformance;
 mod engine;
@@ -18,12 +19,14 @@ mod error;
 pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
+mod inspect;
 mod peers;
 pub mod pool;
 mod storage;
 mod sys;
 
 pub use account::{Account, MemoryStorage, Transaction};
+pub use backup::BackupReport;
 pub use bucket::{Batch, Bucket};
 pub use engine::options::{Durability, Options};
 pub use engine::stats::{BucketStats, Stats};

@@ -664,6 +664,9 @@ impl Inner {
         for (e, _) in dead {
             w.release(e);
         }
+        for e in w.pins.expired() {
+            w.free_now(e);
+        }
         let floor = w
             .quarantine
             .iter()

@@ -14,6 +14,7 @@ pub(crate) mod logscan;
 pub(crate) mod open;
 pub(crate) mod options;
 pub(crate) mod peers;
+pub(crate) mod pins;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod store;

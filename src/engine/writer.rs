@@ -153,6 +153,8 @@ pub(crate) struct Writer {
     pub poisoned: Option<String>,
     pub free: Vec<Extent>,
     pub quarantine: Vec<(Extent, Weak<PeerGen>)>,
+    /// Regions that running backups may still be copying (src/backup.rs).
+    pub pins: super::pins::Pins,
     pub file_len: u64,
     pub track: Tracking,
     pub stats: WriterStats,
@@ -199,6 +201,7 @@ impl Writer {
             poisoned: None,
             free: Vec::new(),
             quarantine: Vec::new(),
+            pins: Default::default(),
             file_len: sb.file_len,
             track,
             stats,
@@ -339,6 +342,13 @@ impl Writer {
     }
 
     pub(crate) fn release(&mut self, e: Extent) {
+        if let Some(e) = self.pins.hold(e) {
+            self.free_now(e);
+        }
+    }
+
+    /// [`Writer::release`] without the backup pins' say.
+    pub(crate) fn free_now(&mut self, e: Extent) {
         if e.len == 0 {
             return;
         }

@@ -1,0 +1,672 @@
+//! The `peerlog` tool run as a process on real store files: every
+//! subcommand, its output (text and `--json`) and exit code; `dump` never
+//! prints auth key bytes (hex or base64) or the api hash without
+//! `--show-secrets`; bad input (a session string with one character
+//! changed, a store held by another handle, a destination that exists, a
+//! file that is not a store) gets a clear message, a non-zero exit and
+//! nothing written.
+
+use base64::Engine;
+use peerlog::{
+    AuthKey, ChannelKind, Conversation, DcAuth, Peer, Session, Storage, Store, UpdateState,
+};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const API_HASH: &str = "5e1f0c8a9b7d6e4f3a2b1c0d9e8f7a6b";
+
+fn key_bytes(seed: u8) -> [u8; 256] {
+    let mut k = [0u8; 256];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(seed) ^ 0x5c;
+    }
+    k
+}
+
+fn session() -> Session {
+    let mut s = Session::new(2, false);
+    s.auth_key = Some(AuthKey::new(key_bytes(1)));
+    s.api_id = 611335;
+    s.api_hash = Some(API_HASH.into());
+    s.user_id = Some(777000111);
+    s.is_bot = true;
+    s.username = Some("cli_test_bot".into());
+    s
+}
+
+/// A store with two accounts and something in every bucket.
+fn make_store(dir: &Path) -> PathBuf {
+    // No child may inherit this store's lock: spawns wait.
+    let _g = no_spawns();
+    let path = dir.join("bot.peerlog");
+    let store = Store::open(&path).unwrap();
+    let bot = store.account("bot").unwrap();
+    bot.save_session(&session()).unwrap();
+    bot.save_dc_auth(&DcAuth {
+        dc_id: 4,
+        auth_key: AuthKey::new(key_bytes(9)),
+        server_salt: 12345,
+        server_addr: None,
+        port: 443,
+    })
+    .unwrap();
+    let mut peers = vec![
+        Peer::user(1001, -5_000_001)
+            .with_username("alice_cli")
+            .with_phone("+1 555 123 4567")
+            .with_names("Alice", Some("Cli")),
+        Peer::from_bot_api(-1001234567890, Some(987654321)).unwrap(),
+        Peer::channel(42, 4242, ChannelKind::Broadcast).with_username("news_cli"),
+        Peer::chat(42),
+        Peer::user(42, 4200),
+    ];
+    let mut b = Peer::user(2002, 22).with_username("helper_bot");
+    b.is_bot = true;
+    peers.push(b);
+    for i in 0..200 {
+        peers.push(Peer::user(100_000 + i, i * 3 + 1));
+    }
+    bot.save_peers(&peers).unwrap();
+    bot.save_update_state(&UpdateState {
+        pts: 101,
+        qts: 7,
+        date: 1_700_000_000,
+        seq: 12,
+    })
+    .unwrap();
+    bot.save_channel_pts(1234567890, 55).unwrap();
+    bot.enqueue("upd-1", b"payload one").unwrap();
+    bot.insert_dedup_key(b"dedup-1").unwrap();
+    bot.save_conversation(&Conversation {
+        chat_id: -1001234567890,
+        user_id: 1001,
+        name: "order".into(),
+        step: "address".into(),
+        data: vec![1, 2, 3],
+        created_at: 1,
+        updated_at: 2,
+    })
+    .unwrap();
+    bot.set_meta("greeting", b"hello").unwrap();
+    let user = store.account("user").unwrap();
+    user.save_peer(&Peer::user(1001, 111).with_username("alice_other"))
+        .unwrap();
+    store
+        .bucket("settings")
+        .unwrap()
+        .put(b"lang", b"en")
+        .unwrap();
+    store.close().unwrap();
+    path
+}
+
+/// Spawns are serialized against code that has a store open: a child
+/// between fork and exec holds copies of this process's descriptors, and
+/// with them the `flock` of any store open at that moment. Linux lets the
+/// parent go on before the child has closed them (`Command::spawn` can
+/// return first), so for a moment after a test drops a store, a child of
+/// another test may still hold its lock.
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn no_spawns() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`Store::open_with`], waiting (up to 10 s) while a lock is held by
+/// such a child only.
+fn open_settled(path: &Path, opts: peerlog::Options) -> Store {
+    let started = std::time::Instant::now();
+    loop {
+        let r = {
+            let _g = no_spawns();
+            Store::open_with(path, opts.clone())
+        };
+        match r {
+            Err(peerlog::Error::Locked { .. }) if started.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    run_stdin(args, None)
+}
+
+fn run_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    let guard = no_spawns();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerlog"))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(guard);
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", out(o)))
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Every encoding of a key a dump could leak.
+fn key_forms(k: &[u8]) -> Vec<String> {
+    let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        hex[..64].to_string(),
+        hex[..64].to_uppercase(),
+        base64::engine::general_purpose::STANDARD.encode(k)[..40].to_string(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k)[..40].to_string(),
+        format!("{:?}", &k[..16]),
+    ]
+}
+
+#[test]
+fn info_accounts_peers_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = make_store(dir.path());
+
+    let o = run(&["info", p(&s)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let t = out(&o);
+    assert!(t.contains("accounts      2"), "{t}");
+    assert!(
+        t.contains("\"bot\": 206 peers (203 users, 1 chats, 2 channels), session"),
+        "{t}"
+    );
+    assert!(!t.contains("WARNING"), "{t}");
+    let j = json(&run(&["--json", "stats", p(&s)]));
+    assert_eq!(j["peers"], 207);
+    assert_eq!(j["channels"], 2);
+    assert_eq!(j["accounts"][1]["name"], "user");
+
+    // A file others may read is pointed out.
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(&["info", p(&s)]);
+    assert!(
+        out(&o).contains("WARNING") && out(&o).contains("chmod 600"),
+        "{}",
+        out(&o)
+    );
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let o = run(&["accounts", p(&s)]);
+    assert_eq!(code(&o), 0);
+    let t = out(&o);
+    assert!(
+        t.contains("\"bot\"  206 peers  session: dc 2, auth key, bot 777000111 @cli_test_bot"),
+        "{t}"
+    );
+    assert!(t.contains("\"user\"  1 peers  no session"), "{t}");
+
+    // Several accounts: peers needs --account.
+    let o = run(&["peers", p(&s)]);
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(
+        err(&o).contains("--account") && err(&o).contains("\"bot\", \"user\""),
+        "{}",
+        err(&o)
+    );
+    let o = run(&["peers", p(&s), "--account", "nobody"]);
+    assert_eq!(code(&o), 5);
+    assert!(err(&o).contains("no account \"nobody\""), "{}", err(&o));
+
+    let o = run(&["peers", p(&s), "-a", "bot", "--kind", "channel"]);
+    assert_eq!(code(&o), 0);
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with("channel")));
+    let j = json(&run(&[
+        "--json",
+        "peers",
+        p(&s),
+        "-a",
+        "bot",
+        "--username",
+        "@ALICE",
+    ]));
+    assert_eq!(j["count"], 1);
+    assert_eq!(j["peers"][0]["access_hash"], -5_000_001);
+    assert_eq!(j["peers"][0]["phone"], "15551234567");
+    let j = json(&run(&[
+        "--json",
+        "peers",
+        p(&s),
+        "-a",
+        "bot",
+        "--kind",
+        "bot",
+    ]));
+    assert_eq!(j["count"], 1);
+    assert_eq!(j["peers"][0]["username"], "helper_bot");
+    let j = json(&run(&[
+        "--json",
+        "peers",
+        p(&s),
+        "-a",
+        "bot",
+        "--limit",
+        "5",
+    ]));
+    assert_eq!(j["count"], 5);
+
+    // get: each form a user holds.
+    for (q, id) in [
+        ("-1001234567890", -1001234567890i64),
+        ("@Alice_CLI", 1001),
+        ("+1 (555) 123-4567", 1001),
+        ("alice_cli", 1001),
+        ("channel:42", -1000000000042),
+        ("-42", -42),
+    ] {
+        let o = run(&["--json", "get", p(&s), q, "-a", "bot"]);
+        assert_eq!(code(&o), 0, "{q}: {}", err(&o));
+        let j = json(&o);
+        assert_eq!(j["peers"].as_array().unwrap().len(), 1, "{q}: {j}");
+        assert_eq!(j["peers"][0]["id"], id, "{q}");
+    }
+    // A bare 42 is a user, a chat and a channel here.
+    let o = run(&["get", p(&s), "42", "-a", "bot"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(out(&o).lines().count(), 3, "{}", out(&o));
+    // The other account's own hash.
+    let o = run(&["--json", "get", p(&s), "@alice_other", "-a", "user"]);
+    assert_eq!(json(&o)["peers"][0]["access_hash"], 111);
+    // Not found: 1. Not a query: 5.
+    let o = run(&["get", p(&s), "@nobody_here", "-a", "bot"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("no peer matches"), "{}", err(&o));
+    for bad in ["-1000000000000", "@a", "+12", "thing:1", "not a name"] {
+        let o = run(&["get", p(&s), bad, "-a", "bot"]);
+        assert_eq!(code(&o), 5, "{bad}: {}", err(&o));
+        assert!(!err(&o).is_empty());
+    }
+}
+
+#[test]
+fn dump_redacts_secrets_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = make_store(dir.path());
+    let secrets: Vec<String> = key_forms(&key_bytes(1))
+        .into_iter()
+        .chain(key_forms(&key_bytes(9)))
+        .chain([
+            API_HASH.to_string(),
+            session().to_telethon_string().unwrap()[1..41].to_string(),
+        ])
+        .collect();
+    for args in [
+        vec!["dump"],
+        vec!["--json", "dump"],
+        vec!["dump", "-a", "bot"],
+    ] {
+        let mut a = args.clone();
+        a.push(p(&s));
+        let o = run(&a);
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        let all = format!("{}{}", out(&o), err(&o));
+        for secret in &secrets {
+            assert!(
+                !all.contains(secret.as_str()),
+                "{args:?} printed a secret: {secret}"
+            );
+        }
+        assert!(all.contains("redacted"), "{all}");
+        assert!(
+            all.contains("alice_cli") && all.contains("greeting"),
+            "{all}"
+        );
+    }
+    let j = json(&run(&["--json", "dump", p(&s)]));
+    let bot = &j["accounts"][0];
+    assert_eq!(bot["update_state"]["pts"], 101);
+    assert_eq!(bot["channel_states"][0]["pts"], 55);
+    assert_eq!(bot["queue"][0]["payload"]["text"], "payload one");
+    assert_eq!(bot["conversations"][0]["step"], "address");
+    assert_eq!(bot["meta"]["greeting"]["text"], "hello");
+    assert_eq!(bot["dedup_keys"], 1);
+    assert_eq!(bot["peers"].as_array().unwrap().len(), 206);
+    assert_eq!(j["raw_buckets"]["settings"][0]["value"]["text"], "en");
+    assert_eq!(j["secrets_shown"], false);
+
+    // Asked for: the key in hex and the api hash.
+    let o = run(&["--json", "dump", p(&s), "--show-secrets"]);
+    let j = json(&o);
+    let hex: String = key_bytes(1).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(j["accounts"][0]["session"]["auth_key"], hex.as_str());
+    assert_eq!(j["accounts"][0]["session"]["api_hash"], API_HASH);
+    let o = run(&["dump", p(&s), "--show-secrets"]);
+    assert!(out(&o).contains(&hex));
+}
+
+#[test]
+fn verify_compact_repair_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = make_store(dir.path());
+    let o = run(&["verify", p(&s)]);
+    assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains(": ok (207 peers"), "{}", out(&o));
+    // No progress line: stderr is not a terminal here.
+    assert_eq!(err(&o), "");
+
+    let o = run(&["compact", p(&s)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("->"), "{}", out(&o));
+    let j = json(&run(&["--json", "verify", p(&s)]));
+    assert_eq!(j["ok"], true);
+
+    // Backup: a verified copy, mode 0600; never over a file.
+    let b = dir.path().join("copy.peerlog");
+    let o = run(&["backup", p(&s), p(&b)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).contains("207 peers") && out(&o).contains("verified"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(peerlog::verify_file(&b).unwrap().is_ok());
+    let before = std::fs::read(&b).unwrap();
+    let o = run(&["backup", p(&s), p(&b)]);
+    assert_eq!(code(&o), 6);
+    assert!(err(&o).contains("exists"), "{}", err(&o));
+    assert!(std::fs::read(&b).unwrap() == before);
+
+    // Damage a peer record in the compacted segment: verify lists it (1),
+    // repair salvages it (0), verify is clean again.
+    let mut bytes = std::fs::read(&s).unwrap();
+    // Every copy (the live segment's, and stale ones in free space).
+    let at: Vec<usize> = (0..bytes.len() - 9)
+        .filter(|&i| &bytes[i..i + 9] == b"alice_cli")
+        .collect();
+    assert!(!at.is_empty(), "the username is in the file");
+    for i in at {
+        bytes[i] ^= 0x20;
+    }
+    std::fs::write(&s, &bytes).unwrap();
+    let o = run(&["verify", p(&s)]);
+    assert_eq!(code(&o), 1, "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("PROBLEM at byte"), "{}", out(&o));
+    let j = json(&run(&["--json", "verify", p(&s)]));
+    assert_eq!(j["ok"], false);
+    assert!(!j["problems"].as_array().unwrap().is_empty());
+    let o = run(&["repair", p(&s)]);
+    assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("salvaged peer 1001"), "{}", out(&o));
+    assert_eq!(code(&run(&["verify", p(&s)])), 0);
+    let o = run(&["--json", "get", p(&s), "1001", "-a", "bot"]);
+    assert_eq!(json(&o)["peers"][0]["access_hash"], -5_000_001);
+}
+
+#[test]
+fn export_and_import_session_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = make_store(dir.path());
+    let mut strings = Vec::new();
+    for fmt in ["telethon", "pyrogram", "gramjs"] {
+        let o = run(&["export", p(&s), "-a", "bot", "--string", fmt]);
+        assert_eq!(code(&o), 0, "{fmt}: {}", err(&o));
+        let text = out(&o).trim().to_string();
+        let back = Session::from_session_string(&text).unwrap();
+        assert_eq!(back.auth_key, session().auth_key, "{fmt}");
+        assert_eq!(back.dc_id, 2);
+        let j = json(&run(&[
+            "--json",
+            "export",
+            p(&s),
+            "-a",
+            "bot",
+            "--string",
+            fmt,
+        ]));
+        assert_eq!(j["session_string"], text.as_str());
+        strings.push(text);
+    }
+    // To a new file, 0600; never over one.
+    let f = dir.path().join("bot.string");
+    let o = run(&[
+        "export",
+        p(&s),
+        "-a",
+        "bot",
+        "--string",
+        "telethon",
+        "-o",
+        p(&f),
+    ]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(&f).unwrap().trim(), strings[0]);
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!out(&o).contains(&strings[0]));
+    let o = run(&[
+        "export",
+        p(&s),
+        "-a",
+        "bot",
+        "--string",
+        "telethon",
+        "-o",
+        p(&f),
+    ]);
+    assert_eq!(code(&o), 6);
+    // No session: 5.
+    let o = run(&["export", p(&s), "-a", "user", "--string", "telethon"]);
+    assert_eq!(code(&o), 5);
+    assert!(err(&o).contains("has no session"), "{}", err(&o));
+
+    // Import from stdin into a new store: created, default account.
+    for (i, text) in strings.iter().enumerate() {
+        let n = dir.path().join(format!("new{i}.peerlog"));
+        let o = run_stdin(
+            &["import", p(&n), "--string", "-"],
+            Some(&format!("{text}\n")),
+        );
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        assert!(!out(&o).contains(text.as_str()) && !err(&o).contains(text.as_str()));
+        {
+            // Open only while no child can inherit it: the CLI runs next.
+            let _g = no_spawns();
+            let store = Store::open(&n).unwrap();
+            let got = store.account("default").unwrap().session().unwrap();
+            assert_eq!(got.unwrap().auth_key, session().auth_key);
+        }
+        // Again: the account has a session now.
+        let before = std::fs::read(&n).unwrap();
+        let o = run_stdin(&["import", p(&n), "--string", "-"], Some(text));
+        assert_eq!(code(&o), 6, "{}", err(&o));
+        assert!(err(&o).contains("--replace"));
+        assert!(
+            std::fs::read(&n).unwrap() == before,
+            "the refused import wrote"
+        );
+        let o = run_stdin(&["import", p(&n), "--string", "-", "--replace"], Some(text));
+        assert_eq!(code(&o), 0, "{}", err(&o));
+    }
+    // As an argument: works, with a note about shell history.
+    let n = dir.path().join("arg.peerlog");
+    let o = run(&["import", p(&n), "-a", "main", "--string", &strings[0]]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(err(&o).contains("shell history"));
+}
+
+#[test]
+fn a_damaged_session_string_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = make_store(dir.path());
+    let good = session().to_telethon_string().unwrap();
+    let mut bad: Vec<String> = Vec::new();
+    // The version prefix, a character outside the alphabet, one dropped,
+    // one added, and the DC id byte (the first after the prefix) changed.
+    bad.push(format!("2{}", &good[1..]));
+    for at in [1, good.len() / 2, good.len() - 2] {
+        let mut b = good.clone().into_bytes();
+        b[at] = b'!';
+        bad.push(String::from_utf8(b).unwrap());
+        let mut d = good.clone();
+        d.remove(at);
+        bad.push(d);
+        let mut a = good.clone();
+        a.insert(at, 'A');
+        bad.push(a);
+    }
+    bad.push(format!("1/{}", &good[2..]));
+    let before = std::fs::read(&existing).unwrap();
+    for (i, b) in bad.iter().enumerate() {
+        if Session::from_session_string(b).is_ok() {
+            panic!("case {i} decodes; pick another change");
+        }
+        let n = dir.path().join(format!("never{i}.peerlog"));
+        let o = run_stdin(&["import", p(&n), "--string", "-"], Some(b));
+        assert_eq!(code(&o), 5, "case {i}: {}", err(&o));
+        assert!(err(&o).contains("session string"), "{}", err(&o));
+        assert!(!err(&o).contains(b.as_str()));
+        assert!(!n.exists(), "case {i} created a store");
+        let o = run_stdin(
+            &["import", p(&existing), "-a", "user", "--string", "-"],
+            Some(b),
+        );
+        assert_eq!(code(&o), 5);
+    }
+    let o = run_stdin(&["import", p(&existing), "--string", "-"], Some("  \n"));
+    assert_eq!(code(&o), 5);
+    assert!(
+        std::fs::read(&existing).unwrap() == before,
+        "a refused import wrote"
+    );
+}
+
+#[test]
+fn a_store_held_by_a_running_bot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = make_store(dir.path());
+    // This test process is the bot: it holds the store open for writing.
+    let held = open_settled(&s, Default::default());
+    let pid = std::process::id().to_string();
+    let b = dir.path().join("b.peerlog");
+    for args in [
+        vec!["info", p(&s)],
+        vec!["verify", p(&s)],
+        vec!["dump", p(&s)],
+        vec!["compact", p(&s)],
+        vec!["repair", p(&s)],
+        vec!["backup", p(&s), p(&b)],
+    ] {
+        let o = run(&args);
+        assert_eq!(code(&o), 3, "{args:?}: {}{}", out(&o), err(&o));
+        let e = err(&o);
+        assert!(e.contains(&pid), "{args:?}: {e}");
+        assert!(e.contains("backup_to"), "{args:?}: {e}");
+    }
+    let o = run_stdin(
+        &["import", p(&s), "-a", "user", "--string", "-"],
+        Some(&session().to_telethon_string().unwrap()),
+    );
+    assert_eq!(code(&o), 3);
+    assert!(!b.exists());
+    // The way out the message names.
+    held.backup_to(&b).unwrap();
+    drop(held);
+    let o = run(&["--json", "info", p(&b)]);
+    assert_eq!(json(&o)["peers"], 207);
+
+    // A read-only holder (another peerlog reading it) blocks writes only.
+    let ro = open_settled(
+        &s,
+        peerlog::Options {
+            read_only: true,
+            create: false,
+            ..Default::default()
+        },
+    );
+    assert_eq!(code(&run(&["info", p(&s)])), 0);
+    let o = run(&["compact", p(&s)]);
+    assert_eq!(code(&o), 3);
+    assert!(err(&o).contains("read-only"), "{}", err(&o));
+    drop(ro);
+}
+
+#[test]
+fn not_a_store_missing_files_and_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello, not a store\n").unwrap();
+    let before = std::fs::read(&text).unwrap();
+    let b = dir.path().join("b.peerlog");
+    for args in [
+        vec!["info", p(&text)],
+        vec!["verify", p(&text)],
+        vec!["dump", p(&text)],
+        vec!["compact", p(&text)],
+        vec!["repair", p(&text)],
+        vec!["backup", p(&text), p(&b)],
+    ] {
+        let o = run(&args);
+        assert_eq!(code(&o), 4, "{args:?}: {}{}", out(&o), err(&o));
+        assert!(err(&o).contains("is not a peerlog store"), "{}", err(&o));
+    }
+    let o = run_stdin(
+        &["import", p(&text), "--string", "-"],
+        Some(&session().to_telethon_string().unwrap()),
+    );
+    assert_eq!(code(&o), 4, "{}", err(&o));
+    assert!(std::fs::read(&text).unwrap() == before);
+    assert!(!b.exists());
+
+    // Missing: never created by a read or maintenance command.
+    let missing = dir.path().join("missing.peerlog");
+    for args in [
+        vec!["info", p(&missing)],
+        vec!["verify", p(&missing)],
+        vec!["compact", p(&missing)],
+        vec!["export", p(&missing), "--string", "telethon"],
+    ] {
+        let o = run(&args);
+        assert_eq!(code(&o), 4, "{args:?}");
+        assert!(err(&o).contains("no such file"), "{}", err(&o));
+        assert!(!missing.exists());
+    }
+    let j = json(&run(&["--json", "info", p(&missing)]));
+    assert_eq!(j["exit_code"], 4);
+
+    // Usage: 2, and --help lists the exit codes.
+    assert_eq!(code(&run(&[])), 2);
+    assert_eq!(code(&run(&["frobnicate"])), 2);
+    assert_eq!(code(&run(&["export", "x.peerlog", "--string", "yaml"])), 2);
+    let o = run(&["--help"]);
+    assert_eq!(code(&o), 0);
+    assert!(out(&o).contains("Exit codes:"));
+}
