@@ -18,6 +18,8 @@ pub mod grammers;
 pub mod io;
 mod logscan;
 mod lookup;
+#[cfg(feature = "migrate")]
+pub mod migrate;
 mod mmap;
 mod peers;
 pub mod pool;
