@@ -167,9 +167,13 @@ pub(crate) fn read(conn: &Connection, path: &Path, skips: &mut Skips) -> Result<
         let name: Option<String> = r.get(4).map_err(e)?;
         let date: Value = r.get(5).map_err(e)?;
         if id == 0 {
-            // Telethon's record of the logged-in user.
+            // Telethon's record of the logged-in user; its date (when the
+            // client last saved itself) is kept as the session's date.
             match (&mut snap.session, crate::PeerId::try_user(hash)) {
-                (Some(s), Some(_)) => s.user_id = Some(hash),
+                (Some(s), Some(_)) => {
+                    s.user_id = Some(hash);
+                    s.date = i64::from(int32(path, "entities.date", date)?);
+                }
                 _ => skips.add(
                     "entities rows",
                     "the self-user row (id 0) names no valid user id, or the file has no session",
@@ -223,7 +227,15 @@ pub(crate) fn read(conn: &Connection, path: &Path, skips: &mut Skips) -> Result<
         let id: i64 = r.get(0).map_err(e)?;
         let pts = int32(path, "update_state.pts", r.get(1).map_err(e)?)?;
         let qts = int32(path, "update_state.qts", r.get(2).map_err(e)?)?;
-        let date = int32(path, "update_state.date", r.get(3).map_err(e)?)?;
+        let raw_date: Value = r.get(3).map_err(e)?;
+        if id == 0 && matches!(raw_date, Value::Real(x) if x.fract() != 0.0) {
+            skips.add(
+                "update_state.date fraction",
+                "peerlog keeps the date in whole seconds (as Telegram sends it)",
+                0,
+            );
+        }
+        let date = int32(path, "update_state.date", raw_date)?;
         let seq = int32(path, "update_state.seq", r.get(4).map_err(e)?)?;
         if id == 0 {
             snap.update_state = Some(UpdateState {
@@ -342,7 +354,7 @@ pub(crate) fn write(
             Option::<String>::None,
             Option::<String>::None,
             Option::<String>::None,
-            Option::<i64>::None
+            (session.date != 0).then_some(session.date)
         ])
         .map_err(q("writing table entities"))?;
     }
