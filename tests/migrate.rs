@@ -1109,3 +1109,149 @@ fn a_few_thousand_peers() {
     let (x, y) = (dump(&src), dump(&out));
     assert_eq!(table(&x, "entities"), table(&y, "entities"));
 }
+
+/// Values no library writes, put where a hand-edited or damaged file
+/// could have them: each is skipped and reported or refused with a typed
+/// error, never a panic, and a refused file leaves the account untouched.
+#[test]
+fn hostile_values_never_panic() {
+    let cases = [
+        (
+            "telethon.session",
+            "INSERT INTO entities VALUES (-9223372036854775808, 1, NULL, NULL, NULL, NULL)",
+        ),
+        (
+            "telethon.session",
+            "INSERT INTO entities VALUES (9223372036854775807, 1, NULL, NULL, NULL, NULL)",
+        ),
+        (
+            "telethon.session",
+            "INSERT INTO entities VALUES (77, 'not a number', NULL, NULL, NULL, NULL)",
+        ),
+        (
+            "telethon.session",
+            "INSERT INTO entities VALUES (78, 1, X'00ff', 1e300, X'01', 'x')",
+        ),
+        (
+            "telethon.session",
+            "UPDATE entities SET username = '@Alice' WHERE id = 123456789",
+        ),
+        (
+            "telethon.session",
+            "UPDATE entities SET phone = '+1 (555) 123-4567' WHERE id = 123456789",
+        ),
+        (
+            "telethon.session",
+            "INSERT INTO update_state VALUES (-1001234567890, 1, 0, 0, 0)",
+        ),
+        (
+            "telethon.session",
+            "INSERT INTO update_state VALUES (-5, 1, 0, 0, 0)",
+        ),
+        (
+            "telethon.session",
+            "UPDATE update_state SET date = 1e300 WHERE id = 0",
+        ),
+        (
+            "telethon.session",
+            "UPDATE sessions SET auth_key = NULL, port = 70000",
+        ),
+        (
+            "telethon.session",
+            "INSERT INTO sessions VALUES (4, '149.154.167.91', 443, X'', NULL)",
+        ),
+        (
+            "pyrogram.session",
+            "UPDATE peers SET type = 42 WHERE id = 123456789",
+        ),
+        (
+            "pyrogram.session",
+            "UPDATE peers SET type = 'secret' WHERE id = 123456789",
+        ),
+        (
+            "pyrogram.session",
+            "UPDATE peers SET username = 'Way_Too_Long_Username_For_Telegram_1' WHERE id = 123456789",
+        ),
+        ("pyrogram.session", "DELETE FROM sessions"),
+        ("pyrogram.session", "DELETE FROM version"),
+        (
+            "kurigram.session",
+            "INSERT INTO usernames VALUES (31337, 'nobody_home')",
+        ),
+        (
+            "kurigram.session",
+            "INSERT INTO usernames VALUES (NULL, NULL)",
+        ),
+        (
+            "kurigram.session",
+            "INSERT INTO update_state VALUES (123456789, 1, 1, 1, 1)",
+        ),
+        (
+            "kurigram.session",
+            "UPDATE sessions SET server_address = '::1'",
+        ),
+        (
+            "grammers.session",
+            "INSERT INTO peer_info VALUES (0, NULL, NULL)",
+        ),
+        (
+            "grammers.session",
+            "INSERT INTO channel_state VALUES (-1001234567890, 5)",
+        ),
+        ("grammers.session", "DELETE FROM dc_home"),
+        (
+            "grammers.session",
+            "UPDATE dc_option SET auth_key = X'00' WHERE dc_id = 1",
+        ),
+        (
+            "grammers.session",
+            "UPDATE peer_info SET subtype = 255 WHERE peer_id = -1009876543210",
+        ),
+    ];
+    for (name, sql) in cases {
+        let (_d, p) = copy(name);
+        // No foreign key checks: the point is rows a library would not write.
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch(&format!("PRAGMA foreign_keys = OFF; {sql}"))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let a = account();
+        match import_session_file(&p, None, &a) {
+            Ok(r) => {
+                // Whatever was left out is in the report.
+                println!("{sql}\n  -> {r}");
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    matches!(
+                        e,
+                        Error::SessionFile(
+                            SessionFileError::BadValue { .. } | SessionFileError::Missing { .. }
+                        )
+                    ),
+                    "{sql}: {msg}"
+                );
+                assert!(msg.contains(name), "{sql}: {msg}");
+                println!("{sql}\n  -> error: {msg}");
+                assert_untouched(&a);
+            }
+        }
+    }
+    // The forms users type are read as such.
+    let (_d, p) = copy("telethon.session");
+    Connection::open(&p)
+        .unwrap()
+        .execute_batch(
+            "UPDATE entities SET username = '@Alice', phone = '+1 (555) 123-4567' WHERE id = 123456789",
+        )
+        .unwrap();
+    let a = account();
+    import_session_file(&p, None, &a).unwrap();
+    let alice = a.peer_by_username("alice").unwrap().unwrap();
+    assert_eq!(alice.id, PeerId::user(123456789));
+    assert_eq!(
+        a.peer_by_phone("15551234567").unwrap().unwrap().id,
+        alice.id
+    );
+}

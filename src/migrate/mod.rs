@@ -476,6 +476,15 @@ pub(crate) fn sqlite_err(
     let path = path.to_path_buf();
     move |source| {
         use rusqlite::ffi::ErrorCode;
+        if let rusqlite::Error::InvalidColumnType(_, name, ty) = &source {
+            return SessionFileError::BadValue {
+                what: format!(
+                    "column `{name}` holds {ty} while {context}, which the format never writes"
+                ),
+                path,
+            }
+            .into();
+        }
         match source.sqlite_error_code() {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
                 SessionFileError::Corrupt {
@@ -653,7 +662,13 @@ pub(crate) fn int32(path: &Path, what: &str, v: rusqlite::types::Value) -> Resul
         Value::Null => return Ok(0),
         Value::Integer(n) => n,
         // Telethon writes dates as `datetime.timestamp()`, a float.
-        Value::Real(x) if x.is_finite() => x.floor() as i64,
+        Value::Real(x) if x.is_finite() && x.abs() < 1e15 => x.floor() as i64,
+        Value::Real(x) => {
+            return Err(bad_value(
+                path,
+                format!("{what} is {x:e}, out of the 32-bit range"),
+            ));
+        }
         other => {
             return Err(bad_value(
                 path,

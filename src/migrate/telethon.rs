@@ -205,6 +205,11 @@ pub(crate) fn read(conn: &Connection, path: &Path, skips: &mut Skips) -> Result<
     }
     drop(rows);
     drop(stmt);
+    if let Some(me) = snap.session.as_ref().and_then(|s| s.user_id) {
+        for p in snap.peers.iter_mut().filter(|p| p.id.bot_api() == me) {
+            p.is_self = true;
+        }
+    }
 
     // sent_files
     let files: i64 = conn
