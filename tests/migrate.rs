@@ -1267,3 +1267,27 @@ fn hostile_values_never_panic() {
         alice.id
     );
 }
+
+/// Kurigram can keep its file in WAL mode (`use_wal=True`); such a file,
+/// closed or with its `-wal` still beside it (a bot that was killed),
+/// imports with every committed row.
+#[test]
+fn wal_mode_files_import_whole() {
+    let (_d, p) = copy("kurigram.session");
+    let conn = Connection::open(&p).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+    drop(conn);
+    let a = account();
+    import_session_file(&p, None, &a).unwrap();
+    assert_eq!(a.peer_count().unwrap(), 7);
+
+    // A writer still open: its committed rows are in the -wal file only.
+    let conn = Connection::open(&p).unwrap();
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0; INSERT INTO peers VALUES (42, 4242, 'user', NULL, 1700000099)")
+        .unwrap();
+    assert!(p.with_extension("session-wal").exists());
+    let b = account();
+    import_session_file(&p, None, &b).unwrap();
+    assert_eq!(b.access_hash(PeerId::user(42)).unwrap(), Some(4242));
+    drop(conn);
+}

@@ -59,8 +59,9 @@
 //! Decisions, per format:
 //!
 //! - **Telethon.** `entities` row `id = 0` is Telethon's record of the
-//!   logged-in user (its `hash` holds the user id): it becomes
-//!   [`Session::user_id`], and is written back from it. A user or channel
+//!   logged-in user (its `hash` holds the user id, its `date` when the
+//!   client last saved itself): they become [`Session::user_id`] and
+//!   [`Session::date`], and are written back from them. A user or channel
 //!   with `hash = 0` is imported with access hash `Some(0)`, the value
 //!   Telethon would send; basic chats (always `0`) get none. Telethon keeps
 //!   no min peers and no peer without an access hash (its
@@ -96,13 +97,20 @@
 //! Importing reads the whole file and checks it (`PRAGMA quick_check`,
 //! schema, every value) before it writes anything, then writes the account
 //! in one atomic commit: a bad file leaves the account untouched. The
-//! account must be empty (no session, peers or update state), so nothing
-//! is merged by accident.
+//! account must be empty (no session, DC keys, peers, update state or
+//! channel pts), so nothing is merged by accident. A [`crate::PoolHandle`]
+//! derefs to its [`Account`], so a pooled store imports the same way.
+//!
+//! The source file is opened read-only; a file in WAL mode is read with
+//! the commits still in its `-wal` file. Close the bot that uses it first:
+//! rows it has not committed yet are not there to read.
 //!
 //! Exporting refuses a destination that exists, writes under a temporary
-//! name in the same directory with mode 0600, syncs it, renames it into
-//! place and syncs the directory: there is never a half-written file at
-//! the destination name. The source file of an import is opened read-only.
+//! name in the same directory with mode 0600, syncs it, moves it into
+//! place (a hard link, which unlike a rename never replaces a file that
+//! appeared meanwhile; a rename after a check where the filesystem has no
+//! hard links) and syncs the directory: there is never a half-written
+//! file at the destination name.
 //!
 //! Auth keys are credentials: they never appear in errors, reports or
 //! `Debug` output.
