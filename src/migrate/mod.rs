@@ -130,6 +130,11 @@ use crate::{Storage, UpdateState};
 
 /// A library whose `.session` files this module reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 #[non_exhaustive]
 pub enum SessionFileFormat {
     /// Telethon's `SQLiteSession` (schema version 7).
@@ -180,6 +185,18 @@ impl SessionFileFormat {
     pub fn detect(path: &Path) -> Result<SessionFileFormat> {
         let conn = open_source(path)?;
         detect_conn(&conn, path)
+    }
+}
+
+impl std::str::FromStr for SessionFileFormat {
+    type Err = Error;
+    /// [`SessionFileFormat::from_name`], with an error listing the names.
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown session file format {s:?}: expected telethon, pyrogram, kurigram or grammers"
+            ))
+        })
     }
 }
 
@@ -302,6 +319,7 @@ pub enum SessionFileError {
 
 /// What one side could not hold: counted by kind, with a few examples.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Skipped {
     /// What was skipped, e.g. `"sent_files rows"`.
     pub what: String,
@@ -320,6 +338,7 @@ impl Skipped {
 
 /// How many of each kind of record came across.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Counts {
     /// Sessions (0 or 1).
     pub sessions: u64,
@@ -342,6 +361,7 @@ pub struct Counts {
 
 /// The outcome of [`import_session_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ImportReport {
     /// The format read.
     pub format: SessionFileFormat,
@@ -355,6 +375,7 @@ pub struct ImportReport {
 
 /// The outcome of [`export_session_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ExportReport {
     /// The format written.
     pub format: SessionFileFormat,
@@ -376,8 +397,15 @@ fn fmt_report(
 ) -> fmt::Result {
     writeln!(
         f,
-        "{verb} {format} session file (schema version {version}): {} session, {} DC keys, {} peers, {} usernames, {} phones, {} update state, {} channel pts",
-        c.sessions, c.dc_auths, c.peers, c.usernames, c.phones, c.update_states, c.channel_pts
+        "{verb} {format} session file (schema version {version}): {} session, {} DC keys, {} DC addresses, {} peers, {} usernames, {} phones, {} update state, {} channel pts",
+        c.sessions,
+        c.dc_auths,
+        c.dc_options,
+        c.peers,
+        c.usernames,
+        c.phones,
+        c.update_states,
+        c.channel_pts
     )?;
     for s in skipped {
         write!(f, "  skipped {} {}: {}", s.count, s.what, s.reason)?;
@@ -1105,6 +1133,15 @@ mod tests {
             );
         }
         assert_eq!(SessionFileFormat::from_name("gramjs"), None);
+        let e = "gramjs"
+            .parse::<SessionFileFormat>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gramjs") && e.contains("kurigram"), "{e}");
+        assert_eq!(
+            "Telethon".parse::<SessionFileFormat>().unwrap(),
+            SessionFileFormat::Telethon
+        );
     }
 
     #[test]
