@@ -1291,3 +1291,44 @@ fn wal_mode_files_import_whole() {
     assert_eq!(b.access_hash(PeerId::user(42)).unwrap(), Some(4242));
     drop(conn);
 }
+
+/// Telethon and Pyrogram do not stop two rows from holding one username
+/// or phone; peerlog holds each once. The most recently updated row keeps
+/// it (as Telethon's and Kurigram's lookups answer), the other is reported.
+#[test]
+fn a_name_held_twice_stays_with_the_newest_row() {
+    let (_d, p) = copy("telethon.session");
+    Connection::open(&p)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO entities VALUES (11, 1, 'alice', '15551234567', 'Old Alice', 1600000000);
+             INSERT INTO entities VALUES (12, 2, 'helper_bot', NULL, 'New Helper', 1800000000);",
+        )
+        .unwrap();
+    let a = account();
+    let r = import_session_file(&p, None, &a).unwrap();
+    assert_eq!(
+        a.resolve_username("alice").unwrap().unwrap().0,
+        PeerId::user(123456789)
+    );
+    assert_eq!(
+        a.peer_by_phone("15551234567").unwrap().unwrap().id,
+        PeerId::user(123456789)
+    );
+    assert_eq!(
+        a.resolve_username("helper_bot").unwrap().unwrap().0,
+        PeerId::user(12)
+    );
+    let old = a.peer(PeerId::user(11)).unwrap().unwrap();
+    assert_eq!((old.username, old.phone), (None, None));
+    assert_eq!(
+        a.peer(PeerId::user(987654321)).unwrap().unwrap().username,
+        None
+    );
+    assert!(
+        r.skipped
+            .iter()
+            .any(|s| s.what == "usernames" && s.count == 2 && s.reason.contains("two peers"))
+    );
+    assert!(r.skipped.iter().any(|s| s.what == "phones" && s.count == 1));
+}

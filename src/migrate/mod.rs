@@ -831,6 +831,8 @@ pub fn import_session_file(
         SessionFileFormat::Grammers => grammers::read(&conn, path, &mut skips)?,
     };
     drop(conn);
+    let mut snap = snap;
+    one_owner_per_name(&mut snap.peers, &mut skips);
     let counts = snap.counts();
     write_account(account, &snap)?;
     Ok(ImportReport {
@@ -839,6 +841,71 @@ pub fn import_session_file(
         counts,
         skipped: skips.0,
     })
+}
+
+/// A username or phone held by two peers of the file (the libraries do not
+/// prevent it) stays with the most recently updated one, as Telethon's
+/// and Kurigram's lookups resolve it (ties: the first by id); the others
+/// lose it, reported. peerlog holds each name once.
+fn one_owner_per_name(peers: &mut [Peer], skips: &mut Skips) {
+    use std::collections::HashMap;
+    let mut user_owner: HashMap<String, usize> = HashMap::new();
+    let mut phone_owner: HashMap<String, usize> = HashMap::new();
+    let better =
+        |peers: &[Peer], new: usize, old: usize| peers[new].updated_at > peers[old].updated_at;
+    for i in 0..peers.len() {
+        for u in peers[i].username.iter().chain(&peers[i].usernames) {
+            let key = u.trim_start_matches('@').to_ascii_lowercase();
+            match user_owner.get(&key) {
+                Some(&j) if !better(peers, i, j) => {}
+                _ => {
+                    user_owner.insert(key, i);
+                }
+            }
+        }
+        if let Some(d) = peers[i].phone.as_deref().and_then(crate::normalize_phone) {
+            match phone_owner.get(&d) {
+                Some(&j) if !better(peers, i, j) => {}
+                _ => {
+                    phone_owner.insert(d, i);
+                }
+            }
+        }
+    }
+    for (i, p) in peers.iter_mut().enumerate() {
+        let id = p.id;
+        let mut keep = |u: &String| {
+            let key = u.trim_start_matches('@').to_ascii_lowercase();
+            let mine = user_owner.get(&key) == Some(&i);
+            if !mine {
+                skips.add(
+                    "usernames",
+                    "held by two peers in the file: kept on the most recently updated one",
+                    format!("{u:?} of {id}"),
+                );
+            }
+            mine
+        };
+        if let Some(u) = p.username.take()
+            && keep(&u)
+        {
+            p.username = Some(u);
+        }
+        p.usernames.retain(|u| keep(u));
+        if p.username.is_none() && !p.usernames.is_empty() {
+            p.username = Some(p.usernames.remove(0));
+        }
+        if let Some(d) = p.phone.as_deref().and_then(crate::normalize_phone)
+            && phone_owner.get(&d) != Some(&i)
+        {
+            skips.add(
+                "phones",
+                "held by two peers in the file: kept on the most recently updated one",
+                format!("{d} of {id}"),
+            );
+            p.phone = None;
+        }
+    }
 }
 
 /// Writes a snapshot into an empty account, in one commit.
@@ -1167,6 +1234,37 @@ mod tests {
         assert_eq!(int32(p, "d", Value::Null).unwrap(), 0);
         assert!(int32(p, "d", Value::Integer(1 << 40)).is_err());
         assert!(int32(p, "d", Value::Text("x".into())).is_err());
+    }
+
+    /// A destination that appears while an export runs is never replaced,
+    /// and the temporary file goes away.
+    #[test]
+    fn persist_never_replaces_a_file_that_appeared_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("bot.session");
+        let tmp = TempFile::create(&dest).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&tmp.path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&tmp.path, b"new").unwrap();
+        std::fs::write(&dest, b"someone else's").unwrap();
+        let e = tmp.persist(&dest).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::SessionFile(SessionFileError::DestinationExists { .. })
+        ));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"someone else's");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let dest = dir.path().join("other.session");
+        let tmp = TempFile::create(&dest).unwrap();
+        std::fs::write(&tmp.path, b"new").unwrap();
+        tmp.persist(&dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]
