@@ -49,7 +49,10 @@
 //! [`ExportReport::skipped`], with the reason, never dropped silently.
 //! Values are never substituted quietly either: a username or phone that
 //! peerlog refuses (see [`crate::normalize_username`]) is skipped and
-//! reported, the peer kept.
+//! reported, the peer kept. A username or phone two rows of a file hold
+//! (the libraries allow it; peerlog holds each name once) stays with the
+//! most recently updated row, as Telethon's and Kurigram's lookups answer,
+//! and the other row's copy is reported.
 //!
 //! Ids: Telethon, Pyrogram and grammers store marked (Bot API) ids
 //! (`-100…` for channels), read through [`PeerId::from_bot_api`], so a
