@@ -104,6 +104,11 @@ pub enum Error {
     /// or exported.
     #[error(transparent)]
     SessionString(#[from] crate::session::SessionStringError),
+    /// A Telethon, Pyrogram, Kurigram or grammers `.session` file could not
+    /// be imported or exported (feature `migrate`).
+    #[cfg(feature = "migrate")]
+    #[error(transparent)]
+    SessionFile(#[from] crate::migrate::SessionFileError),
 }
 
 impl From<crate::format::bucket::TooLarge> for Error {

@@ -20,6 +20,8 @@ pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
 mod inspect;
+#[cfg(feature = "migrate")]
+pub mod migrate;
 mod peers;
 pub mod pool;
 mod storage;

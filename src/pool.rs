@@ -907,6 +907,9 @@ fn share(e: &Error) -> Error {
             max_open: *max_open,
         },
         Error::SessionString(e) => Error::SessionString(e.clone()),
+        // Not an error an open returns.
+        #[cfg(feature = "migrate")]
+        Error::SessionFile(e) => Error::Invalid(e.to_string()),
     }
 }
 
