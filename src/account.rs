@@ -467,7 +467,7 @@ impl Account {
 
     /// The engine's view of a peer's access hash and record flags, without
     /// decoding the record (see [`Store::peer_access_hash`]).
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     #[inline]
     pub(crate) fn peer_hash(&self, id: PeerId) -> Result<Option<(Option<i64>, u8)>> {
         self.store.peer_hash(self.number, id.bot_api())
@@ -565,7 +565,7 @@ impl<'a> Transaction<'a> {
     // own peer writes (generic keys, read with `get`, do).
 
     /// The stored peer, as committed before this transaction.
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     pub(crate) fn stored_peer(&self, id: PeerId) -> Result<Option<Peer>> {
         let key = peer_key(self.account.number, id.bot_api());
         self.st.record(key)?.map(|r| record_peer(&r)).transpose()
@@ -604,7 +604,7 @@ impl<'a> Transaction<'a> {
 
     /// Every committed metadata entry whose key starts with `prefix`, in key
     /// order, keys without the prefix.
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     pub(crate) fn stored_meta_prefix(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let p = self.meta_key(prefix)?;
         Ok(prefixed(self.st, META, &p)

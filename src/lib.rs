@@ -12,6 +12,8 @@ mod bytes;
 pub mod codec;
 pub mod conformance;
 mod error;
+#[cfg(feature = "ferogram")]
+pub mod ferogram;
 pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
