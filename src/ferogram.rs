@@ -294,7 +294,11 @@ impl Entry {
 
     fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(V1).u8(self.flags).i64(self.id).u8(self.kind).i64(self.hash);
+        w.u8(V1)
+            .u8(self.flags)
+            .i64(self.id)
+            .u8(self.kind)
+            .i64(self.hash);
         w.buf
     }
 
@@ -841,7 +845,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         opts.mode(0o600);
     }
     let written = (|| {
-        let mut f = opts.open(&tmp).map_err(io("creating the exported session file"))?;
+        let mut f = opts
+            .open(&tmp)
+            .map_err(io("creating the exported session file"))?;
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(io("writing the exported session file"))?;
@@ -1405,7 +1411,10 @@ fn delete_all(tx: &mut Transaction<'_>) -> Result<()> {
             tx.delete_channel_state(c.id)?;
         }
     }
-    if tx.update_state()?.is_some_and(|s| s != UpdateState::default()) {
+    if tx
+        .update_state()?
+        .is_some_and(|s| s != UpdateState::default())
+    {
         tx.save_update_state(&UpdateState::default())?;
     }
     tx.delete_session()?;
@@ -1443,13 +1452,19 @@ mod tests {
         }];
         let buf = encode_session_extra(&min, Some(b"tok"));
         let (m, t) = decode_session_extra(&buf).unwrap();
-        assert_eq!((m.len(), m[0].peer_id, t.as_deref()), (1, -1001, Some(&b"tok"[..])));
+        assert_eq!(
+            (m.len(), m[0].peer_id, t.as_deref()),
+            (1, -1001, Some(&b"tok"[..]))
+        );
         for cut in 0..buf.len() {
             assert!(decode_session_extra(&buf[..cut]).is_err());
         }
 
         let list = vec![
-            ChannelEntry { id: 5, inline: None },
+            ChannelEntry {
+                id: 5,
+                inline: None,
+            },
             ChannelEntry {
                 id: -1000000000005,
                 inline: Some(7),

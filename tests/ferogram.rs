@@ -469,8 +469,15 @@ fn data_lands_in_peerlogs_tables() {
     let s = b.load().unwrap().unwrap();
     assert_eq!(s.peers.len(), 1);
     assert!(!s.peers[0].is_channel);
-    assert_eq!(acc.peer(PeerId::from_bot_api(-1_001_234_567_890).unwrap()).unwrap(), None);
-    assert_eq!(acc.access_hash(PeerId::user(1_234_567_890)).unwrap(), Some(6));
+    assert_eq!(
+        acc.peer(PeerId::from_bot_api(-1_001_234_567_890).unwrap())
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        acc.access_hash(PeerId::user(1_234_567_890)).unwrap(),
+        Some(6)
+    );
 
     // A channel is the channel, under its Bot API id; never a user.
     b.cache_peer(&channel(77, 70)).unwrap();
@@ -484,8 +491,12 @@ fn data_lands_in_peerlogs_tables() {
 
     // Names written through Storage stay when ferogram updates the hash,
     // and the new hash resolves through the username index.
-    acc.save_peer(&Peer::from_bot_api(-1_000_000_000_077, Some(70)).unwrap().with_username("Chan"))
-        .unwrap();
+    acc.save_peer(
+        &Peer::from_bot_api(-1_000_000_000_077, Some(70))
+            .unwrap()
+            .with_username("Chan"),
+    )
+    .unwrap();
     b.cache_peer(&channel(77, 71)).unwrap();
     assert_eq!(
         acc.resolve_username("@chan").unwrap(),
@@ -547,7 +558,10 @@ fn assert_file_roundtrip(s: &PersistedSession, dir: &Path, n: usize) {
     b.import_file(&theirs).unwrap();
     let ours = dir.join(format!("ours{n}.session"));
     b.export_file(&ours).unwrap();
-    let (a, z) = (std::fs::read(&theirs).unwrap(), std::fs::read(&ours).unwrap());
+    let (a, z) = (
+        std::fs::read(&theirs).unwrap(),
+        std::fs::read(&ours).unwrap(),
+    );
     assert_eq!(a, z, "session {n}");
     assert_eq!(b.export_bytes().unwrap(), s.to_bytes());
     // And ferogram reads it back as it wrote it.
@@ -679,7 +693,10 @@ fn damaged_input_is_a_typed_error_and_writes_nothing() {
     assert!(matches!(b.export_bytes(), Err(Error::Invalid(m)) if m.contains("300")));
     let empty = PeerlogBackend::memory().unwrap();
     assert!(matches!(empty.export_bytes(), Err(Error::Invalid(_))));
-    assert!(matches!(empty.export_compact_string(), Err(Error::Invalid(_))));
+    assert!(matches!(
+        empty.export_compact_string(),
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[test]
