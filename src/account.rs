@@ -573,7 +573,7 @@ impl<'a> Transaction<'a> {
 
     /// Every peer of the account, as committed before this transaction, by
     /// Bot API id ascending.
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     pub(crate) fn stored_peers(&self) -> Result<Vec<Peer>> {
         let mut keys = self.st.peer_keys(Some(self.account.number))?;
         keys.sort_unstable_by_key(|&k| crate::format::peer_record::split_key(k).1);
@@ -587,7 +587,7 @@ impl<'a> Transaction<'a> {
     }
 
     /// Every committed channel state, by channel id ascending.
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     pub(crate) fn stored_channel_states(&self) -> Result<Vec<ChannelState>> {
         prefixed(self.st, STATE, &self.key(T_CHANNEL, &[]))
             .map(|(_, v)| ChannelState::decode(v).map_err(corrupt))
@@ -595,7 +595,7 @@ impl<'a> Transaction<'a> {
     }
 
     /// Every committed DC auth, by `dc_id` ascending.
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     pub(crate) fn stored_dc_auths(&self) -> Result<Vec<DcAuth>> {
         prefixed(self.st, SESSION, &self.key(T_DC, &[]))
             .map(|(_, v)| DcAuth::decode(v).map_err(corrupt))

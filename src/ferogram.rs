@@ -130,7 +130,7 @@ use parking_lot::Mutex;
 use crate::account::{Account, Transaction};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::error::{Error, Result};
-use crate::session::{AuthKey, DcAuth, Session as PeerlogSessionRecord};
+use crate::session::{AuthKey, DcAuth, Session as PeerlogSessionRecord, dc_address};
 use crate::store::{Options, Store};
 use crate::types::{
     ChannelKind, Peer, PeerId, PeerKind, UpdateState, check_channel_id, normalize_phone,
@@ -192,11 +192,17 @@ impl std::fmt::Debug for PeerlogBackend {
 struct Index {
     by_id: HashMap<i64, (u64, Entry)>,
     next: u64,
+    /// ferogram's session marker is committed (else a write first checks
+    /// for an account session to adopt).
+    has_session: bool,
 }
 
 impl Index {
     fn rebuild(entries: &[(u64, Entry)]) -> Index {
-        let mut ix = Index::default();
+        let mut ix = Index {
+            has_session: true,
+            ..Index::default()
+        };
         for &(pos, e) in entries {
             ix.by_id.entry(e.id).or_insert((pos, e));
             ix.next = ix.next.max(pos + 1);
@@ -381,14 +387,24 @@ impl PeerlogBackend {
     /// A backend over any account, e.g. one account per bot in a shared
     /// file. Reads where ferogram's peers sit in its list into memory.
     ///
+    /// An account that holds a peerlog [`crate::Session`] but no ferogram
+    /// session (imported from a Telethon, Pyrogram or GramJS string, or
+    /// used by the grammers adapter) loads as a ferogram session made of
+    /// it: its home DC, a DC entry per [`DcAuth`] (and the session's own
+    /// key), its update state and channel pts, its peers by Bot API id. The
+    /// first write through the backend adopts it (one durable commit).
+    ///
     /// Use one `PeerlogBackend` per account at a time (it keeps that list
     /// in memory, so a second one would not see the first's writes). Reads
     /// and writes through [`crate::Storage`] on the same account are fine.
     pub fn from_account(account: Account) -> Result<Self> {
-        let entries = account.view(stored_entries)?;
+        let (entries, has_session) =
+            account.view(|tx| Ok((stored_entries(tx)?, tx.meta(SESSION_KEY)?.is_some())))?;
+        let mut ix = Index::rebuild(&entries);
+        ix.has_session = has_session;
         Ok(PeerlogBackend {
             account,
-            index: Mutex::new(Index::rebuild(&entries)),
+            index: Mutex::new(ix),
         })
     }
 
@@ -604,8 +620,29 @@ impl PeerlogBackend {
         self.account.store().sync()
     }
 
+    /// Before a granular write: makes an account session that is not yet
+    /// ferogram's (see [`PeerlogBackend::from_account`]) ferogram's, in
+    /// its own durable commit, so the write applies to what `load` showed.
+    fn adopt(&self, ix: &mut Index) -> Result<()> {
+        if ix.has_session {
+            return Ok(());
+        }
+        let found = self.account.view(|tx| {
+            if tx.meta(SESSION_KEY)?.is_some() {
+                return Ok(None);
+            }
+            synth_session(tx)
+        })?;
+        if let Some(s) = found {
+            *ix = self.account.write(|tx| save_all(tx, &s))?;
+            self.account.store().sync()?;
+        }
+        Ok(())
+    }
+
     fn remove(&self) -> Result<()> {
         let mut ix = self.index.lock();
+        self.adopt(&mut ix)?;
         self.account.write(delete_all)?;
         *ix = Index::default();
         drop(ix);
@@ -613,6 +650,9 @@ impl PeerlogBackend {
     }
 
     fn put_dc(&self, entry: &DcEntry) -> Result<()> {
+        let mut ix = self.index.lock();
+        self.adopt(&mut ix)?;
+        ix.has_session = true;
         self.durable(|tx| {
             ensure_session(tx)?;
             let mut dcs = read_dcs(tx)?;
@@ -637,6 +677,9 @@ impl PeerlogBackend {
         if unchanged {
             return Ok(());
         }
+        let mut ix = self.index.lock();
+        self.adopt(&mut ix)?;
+        ix.has_session = true;
         self.durable(|tx| {
             ensure_session(tx)?;
             let dcs = read_dcs(tx)?;
@@ -671,6 +714,9 @@ impl PeerlogBackend {
         if unchanged {
             return Ok(());
         }
+        let mut ix = self.index.lock();
+        self.adopt(&mut ix)?;
+        ix.has_session = true;
         self.account.write(|tx| {
             ensure_session(tx)?;
             match change {
@@ -700,6 +746,7 @@ impl PeerlogBackend {
 
     fn put_peer(&self, peer: &CachedPeer) -> Result<()> {
         let mut ix = self.index.lock();
+        self.adopt(&mut ix)?;
         let new = Entry::of(peer, true);
         if let Some(&(_, old)) = ix.by_id.get(&peer.id)
             && old == new
@@ -728,6 +775,7 @@ impl PeerlogBackend {
             }
             Ok(())
         })?;
+        ix.has_session = true;
         ix.by_id.insert(peer.id, (pos, new));
         if slot.is_none() {
             ix.next = pos + 1;
@@ -746,11 +794,11 @@ impl PeerlogBackend {
             PeerKind::User => self
                 .account
                 .peer_hash(pid)?
-                .is_some_and(|(h, _)| h == Some(peer.access_hash)),
+                .is_some_and(|(h, _)| h.unwrap_or(0) == peer.access_hash),
             PeerKind::Channel => {
                 use crate::Storage as _;
                 self.account.peer(pid)?.is_some_and(|p| {
-                    p.access_hash == Some(peer.access_hash)
+                    p.access_hash.unwrap_or(0) == peer.access_hash
                         && p.channel_kind == peer.channel_kind.map(to_peerlog_kind)
                 })
             }
@@ -1121,7 +1169,7 @@ fn channels_view(tx: &Transaction<'_>, list: &[ChannelEntry]) -> Result<Vec<(i64
 
 fn read_session(tx: &Transaction<'_>) -> Result<Option<PersistedSession>> {
     let Some(extra) = tx.meta(SESSION_KEY)? else {
-        return Ok(None);
+        return synth_session(tx);
     };
     let (min_peers, future_auth_token) = decode_session_extra(&extra).map_err(decode_err)?;
     let home_dc_id = tx.session()?.map_or(0, |s| s.dc_id);
@@ -1150,6 +1198,92 @@ fn read_session(tx: &Transaction<'_>) -> Result<Option<PersistedSession>> {
         peers,
         min_peers,
         future_auth_token,
+    }))
+}
+
+/// ferogram's view of an account session that is not ferogram's (see
+/// [`PeerlogBackend::from_account`]); `None` without a session record.
+fn synth_session(tx: &Transaction<'_>) -> Result<Option<PersistedSession>> {
+    let Some(rec) = tx.session()? else {
+        return Ok(None);
+    };
+    let addr_of = |dc_id: i32, addr: Option<IpAddr>, port: u16| {
+        let known = dc_address(dc_id, rec.test_mode);
+        match (addr, known) {
+            (Some(ip), _) => SocketAddr::new(ip, port),
+            (None, Some((ip, port))) => SocketAddr::new(ip, port),
+            (None, None) => SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+        }
+    };
+    let entry = |dc_id: i32, addr: SocketAddr, key: &AuthKey, salt: i64| DcEntry {
+        dc_id,
+        addr: addr.to_string(),
+        auth_key: Some(*key.as_bytes()),
+        first_salt: salt,
+        time_offset: 0,
+        flags: if addr.is_ipv6() {
+            DcFlags::IPV6
+        } else {
+            DcFlags::NONE
+        },
+    };
+    let auths = tx.stored_dc_auths()?;
+    let mut dcs: Vec<DcEntry> = auths
+        .iter()
+        .map(|a| {
+            let (addr, port) = match a.server_addr {
+                Some(ip) => (Some(ip), a.port),
+                None if a.dc_id == rec.dc_id => (rec.server_addr, rec.port),
+                None => (None, a.port),
+            };
+            entry(
+                a.dc_id,
+                addr_of(a.dc_id, addr, port),
+                &a.auth_key,
+                a.server_salt,
+            )
+        })
+        .collect();
+    if let Some(key) = &rec.auth_key
+        && !auths.iter().any(|a| a.dc_id == rec.dc_id)
+    {
+        let addr = addr_of(rec.dc_id, rec.server_addr, rec.port);
+        dcs.insert(0, entry(rec.dc_id, addr, key, 0));
+    }
+    let state = tx.update_state()?.unwrap_or_default();
+    let channels = tx
+        .stored_channel_states()?
+        .into_iter()
+        .map(|c| (c.channel_id, c.pts))
+        .collect();
+    let peers = tx
+        .stored_peers()?
+        .into_iter()
+        .map(|p| CachedPeer {
+            id: p.id.bare_id(),
+            access_hash: match p.id.kind() {
+                PeerKind::Chat => 0,
+                _ => p.access_hash.unwrap_or(0),
+            },
+            is_channel: p.id.kind() == PeerKind::Channel,
+            is_chat: p.id.kind() == PeerKind::Chat,
+            channel_kind: p.channel_kind.map(to_ferogram_kind),
+            is_community: false,
+        })
+        .collect();
+    Ok(Some(PersistedSession {
+        home_dc_id: rec.dc_id,
+        dcs,
+        updates_state: UpdatesStateSnap {
+            pts: state.pts,
+            qts: state.qts,
+            date: state.date,
+            seq: state.seq,
+            channels,
+        },
+        peers,
+        min_peers: Vec::new(),
+        future_auth_token: None,
     }))
 }
 
@@ -1324,17 +1458,14 @@ fn write_channels(
 fn table_peer(pid: PeerId, stored: Option<Peer>, peer: &CachedPeer) -> Option<Peer> {
     let mut p = stored.clone().unwrap_or_else(|| Peer::new(pid));
     drop_unsavable_names(&mut p);
-    match pid.kind() {
-        PeerKind::User => {
-            p.access_hash = Some(peer.access_hash);
-            p.min = false;
-        }
-        PeerKind::Channel => {
-            p.access_hash = Some(peer.access_hash);
-            p.min = false;
-            p.channel_kind = peer.channel_kind.map(to_peerlog_kind);
-        }
-        PeerKind::Chat => {}
+    // A stored peer without a hash is hash 0 to ferogram: left as it is.
+    let keep = p.access_hash.is_none() && peer.access_hash == 0;
+    if pid.kind() != PeerKind::Chat && !keep {
+        p.access_hash = Some(peer.access_hash);
+        p.min = false;
+    }
+    if pid.kind() == PeerKind::Channel {
+        p.channel_kind = peer.channel_kind.map(to_peerlog_kind);
     }
     if stored.as_ref() == Some(&p) {
         return None;

@@ -712,3 +712,83 @@ fn two_accounts_of_one_file_are_separate_sessions() {
     assert_eq!(z.load().unwrap().unwrap().peers[0].access_hash, 2);
     assert_eq!(z.load().unwrap().unwrap().home_dc_id, 0);
 }
+
+#[test]
+fn an_account_session_from_elsewhere_is_adopted() {
+    use peerlog::{AuthKey, DcAuth, Session, UpdateState};
+    let b = PeerlogBackend::memory().unwrap();
+    let acc = b.account().clone();
+    // As a Telethon string import and a client using Storage leave it.
+    let mut rec = Session::new(2, false);
+    rec.auth_key = Some(AuthKey::new([2; 256]));
+    rec.user_id = Some(777);
+    acc.save_session(&rec).unwrap();
+    acc.save_dc_auth(&DcAuth {
+        dc_id: 4,
+        auth_key: AuthKey::new([4; 256]),
+        server_salt: 9,
+        server_addr: None,
+        port: 0,
+    })
+    .unwrap();
+    acc.save_peers(&[
+        Peer::user(5, 50),
+        Peer::from_bot_api(-1_001_234_567_890, Some(60)).unwrap(),
+        Peer::from_bot_api(-4242, None).unwrap(),
+    ])
+    .unwrap();
+    acc.save_update_state(&UpdateState {
+        pts: 10,
+        qts: 1,
+        date: 2,
+        seq: 3,
+    })
+    .unwrap();
+    acc.save_channel_pts(1_234_567_890, 8).unwrap();
+
+    let seen = b.load().unwrap().unwrap();
+    assert_eq!(seen.home_dc_id, 2);
+    assert_eq!(seen.dcs.len(), 2);
+    assert_eq!(seen.dc_for(2, false).unwrap().auth_key, Some([2; 256]));
+    assert_eq!(seen.dc_for(2, false).unwrap().addr, "149.154.167.51:443");
+    assert_eq!(seen.dc_for(4, false).unwrap().first_salt, 9);
+    assert_eq!(seen.updates_state.channel_pts(1_234_567_890), 8);
+    let kinds: Vec<_> = seen
+        .peers
+        .iter()
+        .map(|p| (p.id, p.access_hash, p.is_channel, p.is_chat))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1_234_567_890, 60, true, false),
+            (4242, 0, false, true),
+            (5, 50, false, false)
+        ]
+    );
+    assert_eq!(acc.dc_auth(2).unwrap(), None);
+
+    // The first write adopts it: what load showed, plus the write.
+    b.cache_peer(&user(6, 66)).unwrap();
+    let mut expected = seen.clone();
+    expected.peers.push(user(6, 66));
+    assert_eq!(show(&b.load().unwrap()), show(&Some(expected)));
+    assert_eq!(acc.session().unwrap().unwrap().user_id, Some(777));
+    assert_eq!(
+        StringSession::decode(&b.export_compact_string().unwrap())
+            .unwrap()
+            .session()
+            .user_id,
+        777
+    );
+    // A reopened backend over the same account agrees.
+    let again = PeerlogBackend::from_account(acc.clone()).unwrap();
+    assert_eq!(show(&again.load().unwrap()), show(&b.load().unwrap()));
+
+    // delete() removes what it showed.
+    b.delete().unwrap();
+    assert!(b.load().unwrap().is_none());
+    assert_eq!(acc.peer_count().unwrap(), 0);
+    assert_eq!(acc.dc_auths().unwrap().len(), 0);
+    assert_eq!(acc.channel_states().unwrap().len(), 0);
+}
