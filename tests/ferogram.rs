@@ -792,3 +792,105 @@ fn an_account_session_from_elsewhere_is_adopted() {
     assert_eq!(acc.dc_auths().unwrap().len(), 0);
     assert_eq!(acc.channel_states().unwrap().len(), 0);
 }
+
+#[test]
+fn shared_across_threads_as_ferogram_holds_it() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("threads.peerlog");
+    let b: Arc<dyn SessionBackend> = Arc::new(PeerlogBackend::open_with(&path, opts()).unwrap());
+    b.set_home_dc(2).unwrap();
+    let workers: Vec<_> = (0..4i64)
+        .map(|t| {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || {
+                for i in 1..=200 {
+                    b.cache_peer(&user(t * 1000 + i, i)).unwrap();
+                    b.cache_peer(&user(t * 1000 + i, i)).unwrap();
+                    b.apply_update_state(UpdateStateChange::Channel {
+                        id: t + 1,
+                        pts: i as i32,
+                    })
+                    .unwrap();
+                    if i % 50 == 0 {
+                        assert!(b.load().unwrap().unwrap().peers.len() >= i as usize);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let s = b.load().unwrap().unwrap();
+    assert_eq!(s.peers.len(), 800);
+    for t in 0..4 {
+        assert_eq!(s.updates_state.channel_pts(t + 1), 200);
+    }
+    drop(b);
+    let again = PeerlogBackend::open_with(&path, opts()).unwrap();
+    assert_eq!(again.load().unwrap().unwrap().peers.len(), 800);
+}
+
+#[test]
+fn older_file_versions_import_as_ferogram_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Version 1 (legacy): the home DC's first byte is the version byte's
+    // place; one DC with a key, no update state or peers.
+    let mut v1 = 1i32.to_le_bytes().to_vec();
+    v1.push(1);
+    v1.extend_from_slice(&1i32.to_le_bytes());
+    v1.push(1);
+    v1.extend_from_slice(&[7; 256]);
+    v1.extend_from_slice(&5i64.to_le_bytes());
+    v1.extend_from_slice(&0i32.to_le_bytes());
+    let addr = b"149.154.175.53:443";
+    v1.push(addr.len() as u8);
+    v1.extend_from_slice(addr);
+    // Version 2: v1's DC table with a flags byte missing (added in v3),
+    // then update state, peers (id, hash, type) and nothing after.
+    let mut v2 = vec![2];
+    v2.extend_from_slice(&4i32.to_le_bytes());
+    v2.push(0);
+    for x in [9i32, 1, 2, 3] {
+        v2.extend_from_slice(&x.to_le_bytes());
+    }
+    v2.extend_from_slice(&1u16.to_le_bytes());
+    v2.extend_from_slice(&1_234_567_890i64.to_le_bytes());
+    v2.extend_from_slice(&4i32.to_le_bytes());
+    v2.extend_from_slice(&1u16.to_le_bytes());
+    v2.extend_from_slice(&1_234_567_890i64.to_le_bytes());
+    v2.extend_from_slice(&(-8i64).to_le_bytes());
+    v2.push(1);
+    for (n, bytes) in [v1, v2].iter().enumerate() {
+        let path = dir.path().join(format!("old{n}.session"));
+        std::fs::write(&path, bytes).unwrap();
+        let theirs = BinaryFileBackend::new(&path).load().unwrap();
+        assert!(theirs.is_some(), "version {}", n + 1);
+        let b = PeerlogBackend::memory().unwrap();
+        b.import_file(&path).unwrap();
+        assert_eq!(show(&b.load().unwrap()), show(&theirs));
+        // Exported as the version 8 file ferogram writes for it.
+        assert_eq!(b.export_bytes().unwrap(), theirs.unwrap().to_bytes());
+    }
+}
+
+#[test]
+fn damaged_metadata_is_a_typed_error_not_a_panic() {
+    for (key, value) in [
+        ("ferogram/session", &b"\x01\xff\xff\xff\xff"[..]),
+        ("ferogram/dcs", b"\x01\x01\x00\x00\x00"),
+        ("ferogram/channels", b"\x02"),
+        ("ferogram/peer/0000000000000000", b"\x01\x00"),
+        ("ferogram/peer/not-hex", b""),
+    ] {
+        let b = PeerlogBackend::memory().unwrap();
+        b.cache_peer(&user(1, 1)).unwrap();
+        b.account().set_meta(key, value).unwrap();
+        let err = b.load().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{key}: {err}");
+        assert!(err.to_string().contains("ferogram"), "{key}: {err}");
+        let inner = err.into_inner().unwrap();
+        assert!(inner.downcast_ref::<Error>().is_some());
+    }
+}
