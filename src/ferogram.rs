@@ -37,8 +37,10 @@
 //! [`PeerlogBackend::load`] answers what ferogram-session's own
 //! `InMemoryBackend` answers after the same calls, field for field and in
 //! the same order (`tests/ferogram.rs` checks thousands of random calls,
-//! with reopens): `None` until the first call that writes, `None` again
-//! after [`delete`](SessionBackend::delete); the granular calls create a
+//! with reopens): `None` until the first call that writes (unless the
+//! account holds another client's session: see
+//! [`PeerlogBackend::from_account`]), `None` again after
+//! [`delete`](SessionBackend::delete); the granular calls create a
 //! default session first, as ferogram's do. In particular ferogram keys its
 //! peer cache by *bare* id: [`cache_peer`](SessionBackend::cache_peer) of a
 //! peer whose bare id is cached already replaces that entry, in place, even
@@ -48,7 +50,8 @@
 //! Writes:
 //! - [`cache_peer`](SessionBackend::cache_peer) of a known peer that
 //!   changes nothing takes no writer lock and writes nothing (one lookup in
-//!   the mapped peer index, under a mutex of the backend); a new or changed
+//!   the mapped peer index, under a mutex of the backend; a channel's
+//!   record is decoded for its kind); a new or changed
 //!   peer is one commit of its peer record and, for a new one or a changed
 //!   kind, one small metadata record (its place in ferogram's list).
 //! - [`apply_update_state`](SessionBackend::apply_update_state) writes the
@@ -545,8 +548,9 @@ impl PeerlogBackend {
         Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.export_bytes()?))
     }
 
-    /// The session as ferogram's compact string: version 1 if it was
-    /// imported from one (with its seq_no and layer), else version 2. It
+    /// The session as ferogram's compact string: version 1 if the account's
+    /// last compact import was one (with its seq_no and layer, which only
+    /// that import and `delete` change), else version 2. It
     /// carries the home DC's (IPv4 preferred) address and key and the
     /// peerlog session's user id (0 if none).
     ///
@@ -652,7 +656,6 @@ impl PeerlogBackend {
     fn put_dc(&self, entry: &DcEntry) -> Result<()> {
         let mut ix = self.index.lock();
         self.adopt(&mut ix)?;
-        ix.has_session = true;
         self.durable(|tx| {
             ensure_session(tx)?;
             let mut dcs = read_dcs(tx)?;
@@ -665,7 +668,9 @@ impl PeerlogBackend {
             }
             write_dcs(tx, &dcs)?;
             write_home(tx, None, &dcs)
-        })
+        })?;
+        ix.has_session = true;
+        Ok(())
     }
 
     fn put_home(&self, dc_id: i32) -> Result<()> {
@@ -679,12 +684,13 @@ impl PeerlogBackend {
         }
         let mut ix = self.index.lock();
         self.adopt(&mut ix)?;
-        ix.has_session = true;
         self.durable(|tx| {
             ensure_session(tx)?;
             let dcs = read_dcs(tx)?;
             write_home(tx, Some(dc_id), &dcs)
-        })
+        })?;
+        ix.has_session = true;
+        Ok(())
     }
 
     fn put_update(&self, change: &UpdateStateChange) -> Result<()> {
@@ -716,7 +722,6 @@ impl PeerlogBackend {
         }
         let mut ix = self.index.lock();
         self.adopt(&mut ix)?;
-        ix.has_session = true;
         self.account.write(|tx| {
             ensure_session(tx)?;
             match change {
@@ -741,7 +746,9 @@ impl PeerlogBackend {
                     write_channels(tx, &list, &view)
                 }
             }
-        })
+        })?;
+        ix.has_session = true;
+        Ok(())
     }
 
     fn put_peer(&self, peer: &CachedPeer) -> Result<()> {
