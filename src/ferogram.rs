@@ -44,8 +44,12 @@
 //! default session first, as ferogram's do. In particular ferogram keys its
 //! peer cache by *bare* id: [`cache_peer`](SessionBackend::cache_peer) of a
 //! peer whose bare id is cached already replaces that entry, in place, even
-//! if its kind differs (a channel replacing a user of the same bare id; the
-//! user's record leaves the peer table).
+//! if its kind differs (a channel replacing a user of the same bare id).
+//! The replaced peer's record stays in the peer table, out of ferogram's
+//! list: its access hash is still true. Records leave the table through
+//! [`delete`](SessionBackend::delete) (every listed peer) and
+//! [`save`](SessionBackend::save) (a listed peer whose bare id the new
+//! session does not list at all).
 //!
 //! Writes:
 //! - [`cache_peer`](SessionBackend::cache_peer) of a known peer that
@@ -767,12 +771,6 @@ impl PeerlogBackend {
             ensure_session(tx)?;
             if slot.map(|(_, old)| old) != Some(new) {
                 tx.set_meta(&peer_key(pos), &new.encode())?;
-            }
-            if let Some((_, old)) = slot
-                && let Some(gone) = old.table_id()
-                && new.table_id() != Some(gone)
-            {
-                tx.delete_peer(gone)?;
             }
             if let Some(pid) = new.table_id() {
                 let stored = tx.stored_peer(pid)?;
@@ -1507,13 +1505,13 @@ fn save_all(tx: &mut Transaction<'_>, s: &PersistedSession) -> Result<Index> {
         entries.push((i as u64, Entry::of(p, seen.insert(p.id))));
     }
     let old_at: HashMap<u64, Entry> = old.iter().copied().collect();
-    let new_ids: HashSet<PeerId> = entries.iter().filter_map(|(_, e)| e.table_id()).collect();
+    let listed: HashSet<i64> = s.peers.iter().map(|p| p.id).collect();
     for (pos, e) in &old {
         if *pos >= entries.len() as u64 {
             tx.delete_meta(&peer_key(*pos))?;
         }
         if let Some(id) = e.table_id()
-            && !new_ids.contains(&id)
+            && !listed.contains(&e.id)
         {
             tx.delete_peer(id)?;
         }

@@ -466,18 +466,26 @@ fn data_lands_in_peerlogs_tables() {
     b.cache_peer(&user(1_234_567_890, 6)).unwrap();
 
     // ferogram keys by bare id: the user replaced the channel, in place.
+    // The channel's record stays in the table (its hash is still true).
     let s = b.load().unwrap().unwrap();
     assert_eq!(s.peers.len(), 1);
     assert!(!s.peers[0].is_channel);
-    assert_eq!(
-        acc.peer(PeerId::from_bot_api(-1_001_234_567_890).unwrap())
-            .unwrap(),
-        None
-    );
+    let chan = PeerId::from_bot_api(-1_001_234_567_890).unwrap();
+    assert_eq!(acc.access_hash(chan).unwrap(), Some(-5));
     assert_eq!(
         acc.access_hash(PeerId::user(1_234_567_890)).unwrap(),
         Some(6)
     );
+    // A save that no longer lists the bare id removes what ferogram listed.
+    b.save(&PersistedSession {
+        home_dc_id: 4,
+        dcs: vec![key4.clone()],
+        ..PersistedSession::default()
+    })
+    .unwrap();
+    assert_eq!(acc.access_hash(PeerId::user(1_234_567_890)).unwrap(), None);
+    assert_eq!(acc.access_hash(chan).unwrap(), Some(-5));
+    acc.delete_peer(chan).unwrap();
 
     // A channel is the channel, under its Bot API id; never a user.
     b.cache_peer(&channel(77, 70)).unwrap();
