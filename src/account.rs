@@ -472,7 +472,7 @@ impl Account {
 
     /// The engine's view of a peer's access hash and record flags, without
     /// decoding the record (see [`Store::peer_access_hash`]).
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     #[inline]
     pub(crate) fn peer_hash(&self, id: PeerId) -> Result<Option<(Option<i64>, u8)>> {
         self.store.peer_hash(self.number, id.bot_api())
@@ -570,7 +570,7 @@ impl<'a> Transaction<'a> {
     // own peer writes (generic keys, read with `get`, do).
 
     /// The stored peer, as committed before this transaction.
-    #[cfg(feature = "grammers")]
+    #[cfg(any(feature = "grammers", feature = "ferogram"))]
     pub(crate) fn stored_peer(&self, id: PeerId) -> Result<Option<Peer>> {
         let key = peer_key(self.account.number, id.bot_api());
         self.st
@@ -582,7 +582,7 @@ impl<'a> Transaction<'a> {
 
     /// Every peer of the account, as committed before this transaction, by
     /// Bot API id ascending.
-    #[cfg(any(feature = "grammers", feature = "migrate"))]
+    #[cfg(any(feature = "grammers", feature = "migrate", feature = "ferogram"))]
     pub(crate) fn stored_peers(&self) -> Result<Vec<Peer>> {
         let mut keys = self.st.peers.peer_keys(Some(self.account.number))?;
         keys.sort_unstable_by_key(|&k| crate::format::peer_record::split_key(k).1);
@@ -596,7 +596,7 @@ impl<'a> Transaction<'a> {
     }
 
     /// Every committed channel state, by channel id ascending.
-    #[cfg(any(feature = "grammers", feature = "migrate"))]
+    #[cfg(any(feature = "grammers", feature = "migrate", feature = "ferogram"))]
     pub(crate) fn stored_channel_states(&self) -> Result<Vec<ChannelState>> {
         prefixed(self.st, STATE, &self.key(T_CHANNEL, &[]))
             .map(|(_, v)| ChannelState::decode(v).map_err(corrupt))
@@ -604,7 +604,7 @@ impl<'a> Transaction<'a> {
     }
 
     /// Every committed DC auth, by `dc_id` ascending.
-    #[cfg(any(feature = "grammers", feature = "migrate"))]
+    #[cfg(any(feature = "grammers", feature = "migrate", feature = "ferogram"))]
     pub(crate) fn stored_dc_auths(&self) -> Result<Vec<DcAuth>> {
         prefixed(self.st, SESSION, &self.key(T_DC, &[]))
             .map(|(_, v)| DcAuth::decode(v).map_err(corrupt))
@@ -613,7 +613,7 @@ impl<'a> Transaction<'a> {
 
     /// Every committed metadata entry whose key starts with `prefix`, in key
     /// order, keys without the prefix.
-    #[cfg(any(feature = "grammers", feature = "migrate"))]
+    #[cfg(any(feature = "grammers", feature = "migrate", feature = "ferogram"))]
     pub(crate) fn stored_meta_prefix(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let p = self.meta_key(prefix)?;
         Ok(prefixed(self.st, META, &p)

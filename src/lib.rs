@@ -12,6 +12,8 @@ pub mod bucket;
 pub mod conformance;
 mod engine;
 mod error;
+#[cfg(feature = "ferogram")]
+pub mod ferogram;
 /// The on-disk format, one module per structure. Public for the fuzz
 /// targets and the damage tests only: hidden from the docs and not part of
 /// the stable API (FORMAT.md is the spec).
