@@ -279,7 +279,7 @@ fn saved_username(u: &str) -> Result<&str> {
 /// ([`normalize_username`], [`normalize_phone`]), usernames deduplicated
 /// ASCII case-insensitively. `buf` lends its allocation (the batch's
 /// previous record).
-fn peer_record(buf: Vec<u8>, account: u32, p: &Peer) -> Result<Vec<u8>> {
+pub(crate) fn peer_record(buf: Vec<u8>, account: u32, p: &Peer) -> Result<Vec<u8>> {
     // Every `PeerId` is valid by construction (its constructors check), so
     // the id needs no check here.
     let mut b = RecordBuf::reuse(buf, account, p.id.bot_api(), p.access_hash, p.min);

@@ -21,6 +21,8 @@ mod lookup;
 mod mmap;
 mod peers;
 pub mod pool;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod rcu;
 mod recovery;
 mod state;

@@ -1,0 +1,1 @@
+//! Copying an account between a peerlog file and PostgreSQL.
