@@ -608,3 +608,168 @@ fn oversized_values_are_refused_and_nothing_is_half_written() {
         Some(peerlog::PeerId::user(9))
     );
 }
+
+// --- Copies and the pool --------------------------------------------------
+
+#[test]
+fn an_account_copies_between_a_file_and_postgres_both_ways() {
+    let Some(url) = url("an_account_copies_between_a_file_and_postgres_both_ways") else {
+        return;
+    };
+    use peerlog::postgres::{copy_from_postgres, copy_to_postgres};
+    use peerlog::{Conversation, Peer, PeerId, Store, UpdateState};
+    let dir = tempfile::tempdir().unwrap();
+    let file = Store::open(dir.path().join("a.peerlog")).unwrap();
+    let src = file.account("bot").unwrap();
+    src.save_session(&session(3)).unwrap();
+    src.save_dc_auth(&peerlog::DcAuth {
+        dc_id: 4,
+        auth_key: peerlog::AuthKey::new([4; 256]),
+        server_salt: -4,
+        server_addr: None,
+        port: 443,
+    })
+    .unwrap();
+    let peers = [
+        Peer::user(1, -1)
+            .with_username("Alice")
+            .with_phone("+44 20 7946 0000"),
+        Peer::from_bot_api(-1_001_234_567_890, Some(9)).unwrap(),
+        Peer {
+            min: true,
+            ..Peer::user(2, 2)
+        },
+    ];
+    src.save_peers_and_state(
+        &peers,
+        Some(&UpdateState {
+            pts: 1,
+            qts: 2,
+            date: 3,
+            seq: 4,
+        }),
+        &[peerlog::ChannelState {
+            channel_id: 1_234_567_890,
+            pts: 77,
+        }],
+    )
+    .unwrap();
+    for k in [&b"k1"[..], b"\0k2"] {
+        src.insert_dedup_key(k).unwrap();
+    }
+    src.enqueue("q1", b"p1").unwrap();
+    src.enqueue("q2", b"p2").unwrap();
+    src.mark_failed("q2", "boom").unwrap();
+    src.mark_failed("q2", "bang").unwrap();
+    let conv = Conversation {
+        chat_id: -100,
+        user_id: 5,
+        name: "signup".into(),
+        step: "email".into(),
+        data: b"{}".to_vec(),
+        created_at: 1,
+        updated_at: 2,
+    };
+    src.save_conversation(&conv).unwrap();
+    src.set_meta("m", b"v").unwrap();
+
+    let pg = PgStorage::open_with(&url, &unique("copy"), opts()).unwrap();
+    let report = copy_to_postgres(&src, &pg).unwrap();
+    assert_eq!(
+        (report.peers, report.queued, report.dedup_keys, report.meta),
+        (3, 2, 2, 1)
+    );
+    // A second copy into the now full account is refused, changing nothing.
+    assert!(matches!(
+        copy_to_postgres(&src, &pg),
+        Err(peerlog::Error::Invalid(_))
+    ));
+
+    let same = |a: &dyn Storage, b: &dyn Storage| {
+        assert_eq!(a.session().unwrap(), b.session().unwrap());
+        assert_eq!(a.dc_auths().unwrap(), b.dc_auths().unwrap());
+        assert_eq!(a.peers().unwrap(), b.peers().unwrap());
+        assert_eq!(a.update_state().unwrap(), b.update_state().unwrap());
+        assert_eq!(a.channel_states().unwrap(), b.channel_states().unwrap());
+        assert_eq!(a.pending(10).unwrap(), b.pending(10).unwrap());
+        assert_eq!(
+            a.conversation(-100, 5).unwrap(),
+            b.conversation(-100, 5).unwrap()
+        );
+        assert_eq!(a.meta("m").unwrap(), b.meta("m").unwrap());
+        for k in [&b"k1"[..], b"\0k2"] {
+            assert!(b.has_dedup_key(k).unwrap());
+        }
+        assert_eq!(
+            b.resolve_username("@alice").unwrap(),
+            Some((PeerId::user(1), Some(-1)))
+        );
+        assert_eq!(
+            b.peer_by_phone("442079460000").unwrap().map(|p| p.id),
+            Some(PeerId::user(1))
+        );
+    };
+    same(&src, &pg);
+
+    // And back into a fresh file.
+    let back_file = Store::open(dir.path().join("b.peerlog")).unwrap();
+    let back = back_file.account("bot").unwrap();
+    copy_from_postgres(&pg, &back).unwrap();
+    same(&src, &back);
+    assert!(matches!(
+        copy_from_postgres(&pg, &back),
+        Err(peerlog::Error::Invalid(_))
+    ));
+}
+
+#[test]
+fn a_pg_pool_keeps_bots_in_postgres() {
+    let Some(url) = url("a_pg_pool_keeps_bots_in_postgres") else {
+        return;
+    };
+    let schema = format!("t_pool_{}", std::process::id());
+    let o = PgOptions {
+        schema: schema.clone(),
+        ..opts()
+    };
+    let pool = peerlog::postgres::PgPool::new(&url, o.clone())
+        .with_idle_timeout(std::time::Duration::ZERO);
+    let token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_x";
+    let bot = pool.get(token).unwrap();
+    bot.save_peer(&peerlog::Peer::user(42, 0xABCD)).unwrap();
+    // The same bot through its id: the same handle.
+    assert!(std::sync::Arc::ptr_eq(
+        &bot,
+        &pool.get("123456789").unwrap()
+    ));
+    assert!(!format!("{pool:?}").contains("AAHdq"));
+    assert_eq!(pool.keys(), ["123456789"]);
+    // Owned: another process (here another pool) cannot open it.
+    let other = peerlog::postgres::PgPool::new(&url, o.clone());
+    assert!(matches!(
+        other.get("123456789"),
+        Err(peerlog::Error::Locked { .. })
+    ));
+    assert!(matches!(
+        pool.get("../etc"),
+        Err(peerlog::Error::Invalid(_))
+    ));
+    // In use: gc keeps it; idle: gc closes it and frees the lease.
+    assert_eq!(pool.gc(), 0);
+    drop(bot);
+    assert_eq!(pool.gc(), 1);
+    let moved = other.get("123456789").unwrap();
+    assert_eq!(
+        moved.access_hash(peerlog::PeerId::user(42)).unwrap(),
+        Some(0xABCD)
+    );
+    assert_eq!(
+        peerlog::postgres::accounts(&url, &o).unwrap(),
+        ["123456789"]
+    );
+    drop(moved);
+    drop(other);
+    admin(&url)
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}

@@ -93,9 +93,12 @@ macro_rules! fence {
 }
 
 mod copy;
+mod pool;
 mod queue;
 pub(crate) mod schema;
 
+pub use copy::{CopyReport, copy_from_postgres, copy_to_postgres};
+pub use pool::PgPool;
 pub use queue::{Claim, PgQueue};
 pub use schema::SCHEMA_VERSION;
 
