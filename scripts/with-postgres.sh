@@ -16,6 +16,10 @@
 # password (scram-sha-256): the superuser gets the password exported in
 # PEERLOG_PG_PASSWORD, and PEERLOG_PG_TCP_URL names the TCP listener without
 # it, so tests can try a wrong one.
+#
+# The server runs with fsync=off (a throw-away cluster: faster tests); set
+# PEERLOG_PG_FSYNC=on for figures that include the server's fsync, as
+# benches/postgres.rs asks.
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
@@ -77,7 +81,7 @@ rm -f "$dir/pwfile"
 for attempt in 1 2 3 4 5 6 7 8; do
   port=$((20000 + RANDOM % 40000))
   if as_db pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 -c fsync=off" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 -c fsync=${PEERLOG_PG_FSYNC:-off}" \
     start >/dev/null 2>&1; then
     started=1
     break
