@@ -112,7 +112,9 @@ impl Sqlite {
 
     fn enqueue_ack(&self, id: &str) {
         self.conn
-            .prepare_cached("INSERT INTO queue (id, payload) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+            .prepare_cached(
+                "INSERT INTO queue (id, payload) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
             .unwrap()
             .execute(params![id, b"payload".as_slice()])
             .unwrap();

@@ -773,3 +773,53 @@ fn a_pg_pool_keeps_bots_in_postgres() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
 }
+
+#[test]
+fn re_saving_unchanged_peers_writes_no_row() {
+    let Some(url) = url("re_saving_unchanged_peers_writes_no_row") else {
+        return;
+    };
+    let account = unique("unchanged");
+    let s = PgStorage::open_with(&url, &account, opts()).unwrap();
+    let batch: Vec<_> = (1..=50)
+        .map(|i| {
+            peerlog::Peer::user(i, i * 7)
+                .with_username(format!("user_{i}"))
+                .with_phone(format!("+1 555 000 {i:04}"))
+        })
+        .collect();
+    s.save_peers(&batch).unwrap();
+    let mut admin = admin(&url);
+    // Row versions (xmin, ctid) of every row of the account's peers, names
+    // and lease: an unchanged save must leave all of them alone.
+    let versions = |admin: &mut postgres::Client| -> Vec<String> {
+        admin
+            .query(
+                "SELECT t || ':' || xmin::text || ctid::text FROM (
+                   SELECT 'p' AS t, p.xmin, p.ctid FROM peerlog.peers p JOIN peerlog.accounts a ON a.id = p.account_id WHERE a.name = $1
+                   UNION ALL SELECT 'n', n.xmin, n.ctid FROM peerlog.peer_names n JOIN peerlog.accounts a ON a.id = n.account_id WHERE a.name = $1
+                   UNION ALL SELECT 'l', l.xmin, l.ctid FROM peerlog.leases l JOIN peerlog.accounts a ON a.id = l.account_id WHERE a.name = $1
+                 ) x ORDER BY 1",
+                &[&account],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let before = versions(&mut admin);
+    assert_eq!(before.len(), 50 + 100 + 1);
+    s.save_peers(&batch).unwrap();
+    // The same peers in another order, with a duplicate: still nothing.
+    let mut shuffled: Vec<_> = batch.iter().rev().cloned().collect();
+    shuffled.push(batch[3].clone());
+    s.save_peers(&shuffled).unwrap();
+    assert_eq!(versions(&mut admin), before, "an unchanged save wrote rows");
+    // One changed peer rewrites that row only.
+    let mut changed = batch.clone();
+    changed[0].access_hash = Some(-1);
+    s.save_peers(&changed).unwrap();
+    let after = versions(&mut admin);
+    let differ = after.iter().filter(|v| !before.contains(v)).count();
+    assert_eq!(differ, 1, "{before:?} -> {after:?}");
+}

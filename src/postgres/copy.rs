@@ -260,7 +260,8 @@ impl PgStorage {
         let mut tx = conn.client.transaction().map_err(ctx)?;
         let fence = tx
             .query_opt(
-                "SELECT 1 FROM leases WHERE account_id = $1 AND epoch = $2 FOR SHARE",
+                "SELECT 1 FROM leases WHERE account_id = $1 AND epoch = $2
+                 AND pg_try_advisory_xact_lock(hashtext('peerlog:' || current_schema()), $1)",
                 &[&self.account_id, &self.epoch],
             )
             .map_err(ctx)?;

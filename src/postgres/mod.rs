@@ -33,7 +33,8 @@
 //! batch as arrays (`unnest`), merge in SQL (`ON CONFLICT DO UPDATE …
 //! WHERE … IS DISTINCT FROM …`, so an unchanged peer writes no row), move
 //! names from their previous owners and update the state, all in that one
-//! statement. The batch is validated, deduplicated by id (the later record
+//! statement. Unchanged peers are filtered out before the upsert, so they
+//! lock and write no row (and the transaction commits without a WAL flush). The batch is validated, deduplicated by id (the later record
 //! merged over the earlier, as the file store does) and sorted by id
 //! first, so two batches lock rows in the same order and cannot deadlock.
 //!
@@ -65,14 +66,16 @@
 //! proxy such as PgBouncer in transaction mode would drop the lock between
 //! statements).
 //!
-//! **Fencing.** Every write statement first locks the lease row
-//! (`SELECT … FROM leases WHERE account_id = $1 AND epoch = $2 FOR SHARE`)
-//! and writes only if the epoch is still this handle's, in the same
-//! statement. A new owner's epoch bump waits for a write in flight and
-//! every later write of the old holder sees the new epoch and writes
-//! nothing; such a write, and every call after a lost connection (dropped,
-//! or ended with `pg_terminate_backend`), returns [`Error::LeaseLost`],
-//! and the handle stays fenced: it never reconnects. So a holder that lost
+//! **Fencing.** Every write is one statement on the connection that holds
+//! the advisory lock, and it writes only if, in that same statement, the
+//! lock is still this session's (`pg_try_advisory_xact_lock`, in memory:
+//! no write, so an unchanged batch still writes nothing) and the lease row
+//! still has this handle's epoch. While that session lives no other can
+//! take the lease; once it is gone (dropped, or ended with
+//! `pg_terminate_backend`) the handle cannot write through it, and it never
+//! reconnects: every later call returns [`Error::LeaseLost`]. A takeover
+//! forced by an operator (bumping `leases.epoch` by hand) is caught by the
+//! epoch check and fences the handle the same way. So a holder that lost
 //! its lease can never again overwrite the auth key, the update state or
 //! peers.
 //!
@@ -85,10 +88,13 @@
 //! mid-item (its transaction rolls back) is handed out again.
 
 /// Opens a fenced statement: `fence` holds a row only while the lease is
-/// this handle's (`$1` account, `$2` epoch), and locks it until commit.
+/// this handle's (`$1` account, `$2` epoch): the session holds the
+/// account's advisory lock (re-asserted for the transaction, in memory,
+/// no write) and the lease row still has this handle's epoch.
 macro_rules! fence {
     () => {
-        "WITH fence AS (SELECT 1 FROM leases WHERE account_id = $1 AND epoch = $2 FOR SHARE), "
+        "WITH fence AS (SELECT 1 FROM leases WHERE account_id = $1 AND epoch = $2 \
+         AND pg_try_advisory_xact_lock(hashtext('peerlog:' || current_schema()), $1)), "
     };
 }
 
@@ -356,6 +362,18 @@ impl std::fmt::Debug for PgStorage {
     }
 }
 
+impl Drop for PgStorage {
+    /// Frees the lease before the connection closes, so that a new owner
+    /// can take it as soon as this returns (the server ends a closed
+    /// session a moment later).
+    fn drop(&mut self) {
+        let conn = self.conn.get_mut();
+        if conn.lost.is_none() {
+            let _ = conn.client.batch_execute("SELECT pg_advisory_unlock_all()");
+        }
+    }
+}
+
 /// Rows and their first column, `fence_ok`.
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -379,8 +397,8 @@ impl PgStorage {
         let account_id = account_id(&mut client, name, &where_)?;
         let got: bool = client
             .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&schema::lock_space(&opts.schema), &account_id],
+                &format!("SELECT pg_try_advisory_lock({}, $2)", schema::LOCK_SPACE),
+                &[&opts.schema, &account_id],
             )
             .map_err(|e| db_error(format!("taking the owner lease of {place}"), e))?
             .get(0);
@@ -633,12 +651,16 @@ m AS (
         CASE WHEN c.access_hash IS NOT NULL AND NOT c.min AND (i.min OR i.access_hash IS NULL) THEN false
              WHEN i.access_hash IS NULL AND c.peer_id IS NOT NULL THEN c.min
              ELSE i.min END AS min,
-        i.username, string_to_array(i.others, ' ') AS usernames, i.phone, i.tail
+        i.username, string_to_array(i.others, ' ') AS usernames, i.phone, i.tail,
+        c.peer_id IS NOT NULL AS known,
+        (c.access_hash, c.min, c.username, c.usernames, c.phone, c.tail) AS cur
     FROM i LEFT JOIN peers c ON c.account_id = $1 AND c.peer_id = i.peer_id
 ),
 up AS (
     INSERT INTO peers AS p (account_id, peer_id, access_hash, min, username, usernames, phone, tail)
-    SELECT $1, peer_id, access_hash, min, username, usernames, phone, tail FROM m ORDER BY peer_id
+    SELECT $1, peer_id, access_hash, min, username, usernames, phone, tail FROM m
+    WHERE NOT known OR cur IS DISTINCT FROM (access_hash, min, username, usernames, phone, tail)
+    ORDER BY peer_id
     ON CONFLICT (account_id, peer_id) DO UPDATE SET access_hash = excluded.access_hash,
         min = excluded.min, username = excluded.username, usernames = excluded.usernames,
         phone = excluded.phone, tail = excluded.tail
@@ -676,7 +698,10 @@ dn AS (
 ),
 un AS (
     INSERT INTO peer_names AS n (account_id, kind, name, peer_id)
-    SELECT $1, kind, name, peer_id FROM nn ORDER BY kind, name
+    SELECT $1, nn.kind, nn.name, nn.peer_id FROM nn
+    WHERE NOT EXISTS (SELECT 1 FROM peer_names o WHERE o.account_id = $1 AND o.kind = nn.kind
+                      AND o.name = nn.name AND o.peer_id = nn.peer_id)
+    ORDER BY nn.kind, nn.name
     ON CONFLICT (account_id, kind, name) DO UPDATE SET peer_id = excluded.peer_id
     WHERE n.peer_id <> excluded.peer_id
     RETURNING 1

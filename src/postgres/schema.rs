@@ -130,11 +130,11 @@ pub(crate) fn check_schema_name(schema: &str) -> Result<()> {
     }
 }
 
-/// The first key of every advisory lock peerlog takes in `schema`; the
-/// second is the account id (0 for migrations).
-pub(crate) fn lock_space(schema: &str) -> i32 {
-    crc32fast::hash(format!("peerlog:{schema}").as_bytes()) as i32
-}
+/// The first key of every advisory lock peerlog takes in a schema, in SQL
+/// (`$1` the schema name); the second is the account id (0 for
+/// migrations). Fenced statements compute the same key from
+/// `current_schema()`, the schema on the connection's search path.
+pub(crate) const LOCK_SPACE: &str = "hashtext('peerlog:' || $1::text)";
 
 /// Creates or migrates the schema; returns the version found before.
 /// The connection's `search_path` must already name `schema`.
@@ -146,8 +146,8 @@ pub(crate) fn migrate(client: &mut ::postgres::Client, schema: &str, place: &str
     };
     let mut tx = client.transaction().map_err(db("migrating the"))?;
     tx.execute(
-        "SELECT pg_advisory_xact_lock($1, 0)",
-        &[&lock_space(schema)],
+        &format!("SELECT pg_advisory_xact_lock({LOCK_SPACE}, 0)"),
+        &[&schema],
     )
     .map_err(db("locking the"))?;
     let exists: bool = tx
