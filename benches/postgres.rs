@@ -9,7 +9,8 @@
 //! Functions: `file` (a peerlog file, default durability: peers batched,
 //! queue operations fsynced), `sqlite` (rusqlite, WAL, `synchronous=FULL`,
 //! one transaction per call, an upsert that skips unchanged rows) and
-//! `postgres` (a [`PgStorage`] over the server's Unix socket), when
+//! `postgres` (a [`PgStorage`] over the server's Unix socket) and
+//! `postgres_cached` (the same behind a local peerlog file, [`PgCached`]), when
 //! `PEERLOG_PG_URL` names a server; without it the PostgreSQL functions
 //! are skipped, saying why, and the others still run.
 //!
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use peerlog::postgres::{PgOptions, PgStorage};
+use peerlog::postgres::{PgCached, PgOptions, PgStorage};
 use peerlog::{Peer, PeerId, Storage, Store};
 use rusqlite::{Connection, params};
 
@@ -141,7 +142,9 @@ fn postgres() -> Option<PgStorage> {
         );
         return None;
     };
-    let name = format!("bench-{}", std::process::id());
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("bench-{}-{n}", std::process::id());
     Some(PgStorage::open_with(&url, &name, PgOptions::default()).unwrap())
 }
 
@@ -151,8 +154,15 @@ fn bench(c: &mut Criterion) {
     let file = store.account("bench").unwrap();
     let mut sqlite = Sqlite::open(&dir.path().join("bench.sqlite"));
     let pg = postgres();
+    let cache = Store::open(dir.path().join("cache.peerlog")).unwrap();
+    let cached = postgres().map(|p| PgCached::new(p, &cache).unwrap());
     let storages: Vec<(&str, &dyn Storage)> = std::iter::once(("file", &file as &dyn Storage))
         .chain(pg.as_ref().map(|p| ("postgres", p as &dyn Storage)))
+        .chain(
+            cached
+                .as_ref()
+                .map(|p| ("postgres_cached", p as &dyn Storage)),
+        )
         .collect();
 
     let mut g = group(c, "pg_save_peers_new");
@@ -246,8 +256,12 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    drop(storages);
     if let Some(pg) = pg {
         pg.remove().unwrap();
+    }
+    if let Some(c) = cached {
+        c.into_inner().remove().unwrap();
     }
 }
 

@@ -823,3 +823,64 @@ fn re_saving_unchanged_peers_writes_no_row() {
     let differ = after.iter().filter(|v| !before.contains(v)).count();
     assert_eq!(differ, 1, "{before:?} -> {after:?}");
 }
+
+#[test]
+fn a_local_file_caches_the_peers_of_a_pg_account() {
+    let Some(url) = url("a_local_file_caches_the_peers_of_a_pg_account") else {
+        return;
+    };
+    use peerlog::postgres::PgCached;
+    use peerlog::{Peer, PeerId, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let account = unique("cached");
+    let cache = Store::open(dir.path().join("cache.peerlog")).unwrap();
+    let bot = PgCached::new(
+        PgStorage::open_with(&url, &account, opts()).unwrap(),
+        &cache,
+    )
+    .unwrap();
+    bot.save_peers(&[Peer::user(1, 11).with_username("Alice"), Peer::user(2, 22)])
+        .unwrap();
+    // Written through: both have it; the hot path answers from the file.
+    assert_eq!(bot.local().access_hash(PeerId::user(1)).unwrap(), Some(11));
+    assert_eq!(bot.access_hash(PeerId::user(1)).unwrap(), Some(11));
+    assert_eq!(
+        bot.resolve_username("@alice").unwrap(),
+        Some((PeerId::user(1), Some(11)))
+    );
+    // A name moves in both.
+    bot.save_peer(&Peer::user(2, 22).with_username("alice"))
+        .unwrap();
+    assert_eq!(
+        bot.resolve_username("alice").unwrap().map(|r| r.0),
+        Some(PeerId::user(2))
+    );
+    assert_eq!(
+        bot.pg().resolve_username("alice").unwrap().map(|r| r.0),
+        Some(PeerId::user(2))
+    );
+    // Reopened by the same owner next: the cache stays.
+    drop(bot);
+    let bot = PgCached::new(
+        PgStorage::open_with(&url, &account, opts()).unwrap(),
+        &cache,
+    )
+    .unwrap();
+    assert_eq!(bot.local().access_hash(PeerId::user(2)).unwrap(), Some(22));
+    drop(bot);
+    // Another owner (another machine) wrote in between: the cache is dropped,
+    // and a miss fills it from PostgreSQL.
+    PgStorage::open_with(&url, &account, opts())
+        .unwrap()
+        .save_peer(&Peer::user(2, 99))
+        .unwrap();
+    let bot = PgCached::new(
+        PgStorage::open_with(&url, &account, opts()).unwrap(),
+        &cache,
+    )
+    .unwrap();
+    assert_eq!(bot.local().peer_count().unwrap(), 0);
+    assert_eq!(bot.access_hash(PeerId::user(2)).unwrap(), Some(99));
+    assert_eq!(bot.local().access_hash(PeerId::user(2)).unwrap(), Some(99));
+    assert_eq!(bot.access_hash(PeerId::user(3)).unwrap(), None);
+}
