@@ -235,6 +235,8 @@ pub(crate) fn connect(url: &str, opts: &PgOptions, role: &str) -> Result<(Client
         .connect(NoTls)
         .map_err(|e| db_error(format!("connecting to {where_}"), e))?;
     let idle = opts.keepalive_idle.as_secs().max(1);
+    // (The batch statement also drives each lookup from the batch's keys,
+    // `LATERAL (… OFFSET 0)`, so no plan can scan an account's names.)
     // Every statement peerlog sends looks rows up by key, a batch at most
     // some thousand keys: per-key index lookups are always right. The
     // planner, whose statistics lag (an account that just grew) or mix
@@ -666,7 +668,9 @@ m AS (
         i.username, string_to_array(i.others, ' ') AS usernames, i.phone, i.tail,
         c.peer_id IS NOT NULL AS known,
         (c.access_hash, c.min, c.username, c.usernames, c.phone, c.tail) AS cur
-    FROM i LEFT JOIN peers c ON c.account_id = $1 AND c.peer_id = i.peer_id
+    FROM i LEFT JOIN LATERAL (
+        SELECT * FROM peers c WHERE c.account_id = $1 AND c.peer_id = i.peer_id OFFSET 0
+    ) c ON true
 ),
 up AS (
     INSERT INTO peers AS p (account_id, peer_id, access_hash, min, username, usernames, phone, tail)
@@ -689,7 +693,10 @@ lose AS (
     SELECT n.peer_id,
         coalesce(array_agg(n.name) FILTER (WHERE n.kind = 1), '{}') AS unames,
         coalesce(bool_or(n.kind = 2), false) AS phone
-    FROM peer_names n JOIN nn ON n.account_id = $1 AND n.kind = nn.kind AND n.name = nn.name
+    FROM nn CROSS JOIN LATERAL (
+        SELECT o.peer_id, o.kind, o.name FROM peer_names o
+        WHERE o.account_id = $1 AND o.kind = nn.kind AND o.name = nn.name OFFSET 0
+    ) n
     WHERE n.peer_id <> nn.peer_id AND n.peer_id <> ALL($3::int8[])
     GROUP BY n.peer_id
 ),
@@ -711,8 +718,10 @@ dn AS (
 un AS (
     INSERT INTO peer_names AS n (account_id, kind, name, peer_id)
     SELECT $1, nn.kind, nn.name, nn.peer_id FROM nn
-    WHERE NOT EXISTS (SELECT 1 FROM peer_names o WHERE o.account_id = $1 AND o.kind = nn.kind
-                      AND o.name = nn.name AND o.peer_id = nn.peer_id)
+    WHERE NOT EXISTS (SELECT 1 FROM (
+        SELECT o.peer_id FROM peer_names o
+        WHERE o.account_id = $1 AND o.kind = nn.kind AND o.name = nn.name OFFSET 0
+    ) o WHERE o.peer_id = nn.peer_id)
     ORDER BY nn.kind, nn.name
     ON CONFLICT (account_id, kind, name) DO UPDATE SET peer_id = excluded.peer_id
     WHERE n.peer_id <> excluded.peer_id
