@@ -284,7 +284,7 @@ fn saved_username(u: &str) -> Result<&str> {
 /// ([`normalize_username`], [`normalize_phone`]), usernames deduplicated
 /// ASCII case-insensitively. `buf` lends its allocation (the batch's
 /// previous record).
-fn peer_record(buf: Vec<u8>, account: u32, p: &Peer) -> Result<Vec<u8>> {
+pub(crate) fn peer_record(buf: Vec<u8>, account: u32, p: &Peer) -> Result<Vec<u8>> {
     // Every `PeerId` is valid by construction (its constructors check), so
     // the id needs no check here.
     let mut b = RecordBuf::reuse(buf, account, p.id.bot_api(), p.access_hash, p.min);
@@ -1074,6 +1074,77 @@ impl Storage for Account {
     }
     fn delete_meta(&self, key: &str) -> Result<bool> {
         self.tx(false, |tx| tx.delete_meta(key))
+    }
+}
+
+// --- Copies between backends (feature `postgres`) -------------------------
+
+/// What an account holds that [`Storage`] cannot list: dedup keys
+/// (inserted at, key; oldest first), conversations, metadata entries.
+#[cfg(feature = "postgres")]
+pub(crate) type Extras = (
+    Vec<(i64, Vec<u8>)>,
+    Vec<Conversation>,
+    Vec<(Vec<u8>, Vec<u8>)>,
+);
+
+#[cfg(feature = "postgres")]
+impl Account {
+    /// The account's [`Extras`], from one consistent view.
+    pub(crate) fn extras(&self) -> Result<Extras> {
+        self.store.read(|st| {
+            let dedup = prefixed(st, DEDUP, &self.key(T_DEDUP_ORDER, &[]))
+                .map(|(_, v)| {
+                    let v: &[u8] = v;
+                    let at = v.first_chunk::<8>().map(|b| i64::from_le_bytes(*b));
+                    at.map(|at| (at, v[8..].to_vec())).ok_or_else(|| {
+                        corrupt(DecodeError {
+                            what: "dedup entry",
+                        })
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let conversations = prefixed(st, CONVERSATIONS, &self.key(T_CONVERSATION, &[]))
+                .map(|(_, v)| Conversation::decode(v).map_err(corrupt))
+                .collect::<Result<Vec<_>>>()?;
+            let prefix = self.key(T_META, &[]);
+            let meta = prefixed(st, META, &prefix)
+                .map(|(k, v)| (k[prefix.len()..].to_vec(), v.to_vec()))
+                .collect();
+            Ok((dedup, conversations, meta))
+        })
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Transaction<'_> {
+    /// Adds a dedup key with its original insertion time, after every
+    /// live one, without a retention pass (copies between backends).
+    pub(crate) fn import_dedup_key(&mut self, at: i64, key: &[u8]) -> Result<()> {
+        check_len("dedup key", key)?;
+        let k = self.key(T_DEDUP_KEY, key);
+        if self.get(DEDUP, &k).is_some() {
+            return Ok(());
+        }
+        let (first, next) = self.dedup_range()?;
+        let mut entry = Vec::with_capacity(8 + key.len());
+        entry.extend_from_slice(&at.to_le_bytes());
+        entry.extend_from_slice(key);
+        self.put(DEDUP, k, next.to_le_bytes().to_vec());
+        self.put(DEDUP, self.key(T_DEDUP_ORDER, &next.to_be_bytes()), entry);
+        self.dedup = Some((first, next + 1));
+        Ok(())
+    }
+
+    /// Queues an update with its attempts, last error and times (copies
+    /// between backends); false if its id is already queued.
+    pub(crate) fn import_queued(&mut self, u: &DurableUpdate) -> Result<bool> {
+        if !self.enqueue(&u.id, &u.payload)? {
+            return Ok(false);
+        }
+        let seq = self.queue_next.map_or(0, |n| n - 1);
+        self.put(QUEUE, self.key(T_QUEUE, &seq.to_be_bytes()), u.encode());
+        Ok(true)
     }
 }
 

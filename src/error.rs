@@ -36,10 +36,12 @@ pub enum Error {
         /// The first failure, as text.
         first: String,
     },
-    /// Another handle, in this process or another, holds the file.
-    #[error("{}", locked_message(path, *pid, *same_process, *read_only_holder))]
+    /// Another handle, in this process or another, holds the file (or, for
+    /// the PostgreSQL backend, the account's owner lease).
+    #[error("{}", locked_message(path, *pid, *same_process, *read_only_holder, holder.as_deref()))]
     Locked {
-        /// The file.
+        /// The file; for the PostgreSQL backend (feature `postgres`), the
+        /// database, schema and account.
         path: PathBuf,
         /// The holder's process id: from the owner record that writable
         /// opens leave, and only while that process is alive. `None` when
@@ -52,6 +54,35 @@ pub enum Error {
         /// The holder is a read-only handle (`verify_file`, or
         /// `Options { read_only: true, .. }`); it may be in any process.
         read_only_holder: bool,
+        /// Who holds it, when the backend knows more than a local pid: for
+        /// the PostgreSQL owner lease, the holder's host, pid and since
+        /// when. `None` for files.
+        holder: Option<String>,
+    },
+    /// A database server (the PostgreSQL backend, feature `postgres`) could
+    /// not be reached, refused the login, or failed a request. Nothing of
+    /// the failed call was written.
+    #[error("{context}: {message}")]
+    Database {
+        /// What peerlog was doing, naming the server or account.
+        context: String,
+        /// The server's or the client library's error, with what to do
+        /// where the cause is common.
+        message: String,
+    },
+    /// This handle no longer holds the owner lease of its account (its
+    /// connection dropped, was terminated, or another owner took the
+    /// lease), so it is fenced: it refuses every call, and no write of it
+    /// can reach the account again. Open the account anew (which fails
+    /// with [`Error::Locked`] while another owner holds it).
+    #[error(
+        "the owner lease of {account} is lost ({reason}); nothing was written: open the account again"
+    )]
+    LeaseLost {
+        /// The account, with its database and schema.
+        account: String,
+        /// Why: the connection error, or who holds the lease now.
+        reason: String,
     },
     /// The file does not start with peerlog's magic bytes.
     #[error("{path} is not a peerlog file")]
@@ -149,8 +180,18 @@ fn io_message(context: &str, path: Option<&std::path::Path>, source: &std::io::E
     }
 }
 
-fn locked_message(path: &std::path::Path, pid: Option<u32>, same: bool, read_only: bool) -> String {
+fn locked_message(
+    path: &std::path::Path,
+    pid: Option<u32>,
+    same: bool,
+    read_only: bool,
+    holder: Option<&str>,
+) -> String {
     let path = path.display();
+    if let Some(holder) = holder {
+        let here = if same { " (this very process)" } else { "" };
+        return format!("{path} is locked: its owner lease is held by {holder}{here}");
+    }
     let who = if read_only {
         "a read-only handle (such as verify_file)"
     } else {

@@ -26,6 +26,8 @@ mod inspect;
 pub mod migrate;
 mod peers;
 pub mod pool;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod storage;
 mod sys;
 

@@ -881,11 +881,21 @@ fn share(e: &Error) -> Error {
             pid,
             same_process,
             read_only_holder,
+            holder,
         } => Error::Locked {
             path: path.clone(),
             pid: *pid,
             same_process: *same_process,
             read_only_holder: *read_only_holder,
+            holder: holder.clone(),
+        },
+        Error::Database { context, message } => Error::Database {
+            context: context.clone(),
+            message: message.clone(),
+        },
+        Error::LeaseLost { account, reason } => Error::LeaseLost {
+            account: account.clone(),
+            reason: reason.clone(),
         },
         Error::NotPeerlog { path } => Error::NotPeerlog { path: path.clone() },
         Error::UnsupportedVersion { found, supported } => Error::UnsupportedVersion {

@@ -192,6 +192,7 @@ fn locked_error(file: &File, path: &Path, opts: &Options) -> Error {
         pid,
         same_process,
         read_only_holder,
+        holder: None,
     }
 }
 
