@@ -4,7 +4,8 @@
 //! `--show-secrets`; bad input (a session string with one character
 //! changed, a store held by another handle, a destination that exists, a
 //! file that is not a store) gets a clear message, a non-zero exit and
-//! nothing written.
+//! nothing written. Session files of Telethon, Pyrogram, Kurigram and
+//! grammers (`import --file`, `export --file`) in and out.
 
 use base64::Engine;
 use peerlog::{
@@ -669,4 +670,164 @@ fn not_a_store_missing_files_and_usage() {
     let o = run(&["--help"]);
     assert_eq!(code(&o), 0);
     assert!(out(&o).contains("Exit codes:"));
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/session_files")
+        .join(name)
+}
+
+/// Peer lines of `peerlog peers`, sorted: what two stores are compared by.
+fn peer_lines(store: &Path) -> Vec<String> {
+    let o = run(&["peers", p(store)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let mut v: Vec<String> = out(&o).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// `import --file` of each library's `.session` fixture, then `export
+/// --file` in every format and the export imported again: the same peers.
+#[test]
+fn session_files_in_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture_name, format) in [
+        ("telethon.session", "Telethon"),
+        ("pyrogram.session", "Pyrogram"),
+        ("kurigram.session", "Kurigram"),
+        ("grammers.session", "grammers"),
+    ] {
+        let store = dir.path().join(format!("{fixture_name}.peerlog"));
+        let o = run(&["import", p(&store), "--file", p(&fixture(fixture_name))]);
+        assert_eq!(code(&o), 0, "{fixture_name}: {}{}", out(&o), err(&o));
+        assert!(out(&o).contains(format), "{fixture_name}: {}", out(&o));
+        assert_eq!(
+            std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let lines = peer_lines(&store);
+        assert!(!lines.is_empty(), "{fixture_name}");
+        if fixture_name == "telethon.session" {
+            // Bot API ids, usernames and phones as users hold them.
+            let o = run(&["get", p(&store), "-1001234567890"]);
+            assert_eq!(code(&o), 0, "{}", err(&o));
+            assert!(out(&o).contains("@somechannel"), "{}", out(&o));
+            assert_eq!(code(&run(&["get", p(&store), "@ALICE"])), 0);
+            assert_eq!(code(&run(&["get", p(&store), "+1 555 123 4567"])), 0);
+        }
+        for to in ["telethon", "pyrogram", "kurigram", "grammers"] {
+            let file = dir.path().join(format!("{fixture_name}.{to}.session"));
+            let o = run(&[
+                "--json",
+                "export",
+                p(&store),
+                "--file",
+                p(&file),
+                "--format",
+                to,
+            ]);
+            assert_eq!(code(&o), 0, "{fixture_name} -> {to}: {}", err(&o));
+            assert_eq!(json(&o)["format"], to);
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            // Never overwritten.
+            let before = std::fs::read(&file).unwrap();
+            let o = run(&["export", p(&store), "--file", p(&file), "--format", to]);
+            assert_eq!(code(&o), 6, "{}", err(&o));
+            assert_eq!(std::fs::read(&file).unwrap(), before);
+            // Back in: the peers each format can hold come back. Telethon
+            // and grammers keep every peer of these fixtures; Pyrogram's
+            // schema has one username per peer, like the others here.
+            let again = dir.path().join(format!("{fixture_name}.{to}.peerlog"));
+            let o = run(&["--json", "import", p(&again), "--file", p(&file)]);
+            assert_eq!(code(&o), 0, "{fixture_name} -> {to} -> back: {}", err(&o));
+            let back = json(&o);
+            assert_eq!(back["format"], to);
+            let back_lines = peer_lines(&again);
+            if to != "telethon" {
+                // Telethon keeps no min peers and no hashless peers.
+                assert_eq!(back_lines.len(), lines.len(), "{fixture_name} -> {to}");
+            }
+        }
+    }
+}
+
+/// Bad session files: a clear message, the documented exit code, and
+/// nothing written (no new store, an existing one unchanged).
+#[test]
+fn bad_session_files_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.session");
+    std::fs::write(&text, "this is not SQLite").unwrap();
+    let fresh = dir.path().join("fresh.peerlog");
+    let o = run(&["import", p(&fresh), "--file", p(&text)]);
+    assert_eq!(code(&o), 5, "{}", err(&o));
+    assert!(err(&o).contains("not a SQLite"), "{}", err(&o));
+    assert!(!fresh.exists());
+
+    // An unknown schema version: the fixture with its version row changed.
+    let newer = dir.path().join("newer.session");
+    std::fs::copy(fixture("telethon.session"), &newer).unwrap();
+    let _ = std::fs::set_permissions(&newer, std::fs::Permissions::from_mode(0o600));
+    let st = Command::new("sqlite3")
+        .arg(&newer)
+        .arg("UPDATE version SET version = 99;")
+        .status();
+    if st.is_ok_and(|s| s.success()) {
+        let o = run(&["import", p(&fresh), "--file", p(&newer)]);
+        assert_eq!(code(&o), 5, "{}", err(&o));
+        assert!(err(&o).contains("99"), "{}", err(&o));
+        assert!(!fresh.exists());
+    } else {
+        println!("skipped the version case: no sqlite3 command");
+    }
+
+    // Into an account that holds data; and a store held by a running bot.
+    let s = make_store(dir.path());
+    let o = run(&[
+        "import",
+        p(&s),
+        "-a",
+        "bot",
+        "--file",
+        p(&fixture("telethon.session")),
+    ]);
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    assert!(err(&o).contains("not empty"), "{}", err(&o));
+    let held = open_settled(&s, Default::default());
+    let o = run(&[
+        "import",
+        p(&s),
+        "-a",
+        "new",
+        "--file",
+        p(&fixture("pyrogram.session")),
+    ]);
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    drop(held);
+    let o = run(&["--json", "accounts", p(&s)]);
+    assert_eq!(code(&o), 0);
+    assert!(!out(&o).contains("\"new\""), "{}", out(&o));
+
+    // Usage: both or neither of --string / --file.
+    assert_eq!(code(&run(&["import", p(&fresh)])), 2);
+    assert_eq!(
+        code(&run(&[
+            "import",
+            p(&fresh),
+            "--string",
+            "-",
+            "--file",
+            p(&text)
+        ])),
+        2
+    );
+    assert_eq!(
+        code(&run(&["export", p(&s), "--file", "x.session"])),
+        2,
+        "--format is required with --file"
+    );
 }

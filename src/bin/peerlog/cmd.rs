@@ -12,7 +12,7 @@ use crate::out::{
     Failure, Outcome, bytes_json, bytes_text, dc_auth_json, kind_name, peer_json, peer_line,
     progress, session_json, size,
 };
-use crate::{EXISTS, INVALID, KindArg, NOT_A_STORE, PROBLEMS, StringFormat, USAGE};
+use crate::{EXISTS, FileFormat, INVALID, KindArg, NOT_A_STORE, PROBLEMS, StringFormat, USAGE};
 
 type Res = Result<Outcome, Failure>;
 
@@ -979,6 +979,157 @@ pub fn import(path: &Path, account: Option<&str>, string: &str, replace: bool) -
 
 /// The account an import goes to: the one named, else the only one, else
 /// [`peerlog::Pool::ACCOUNT`] in a store without accounts.
+/// A session file report as text and JSON: counts, and what was skipped and why.
+fn file_report(
+    verb: &str,
+    file: &Path,
+    format: peerlog::migrate::SessionFileFormat,
+    version: i64,
+    counts: &peerlog::migrate::Counts,
+    skipped: &[peerlog::migrate::Skipped],
+    account: &str,
+) -> Outcome {
+    let mut text = format!(
+        "{verb} {} ({format}, schema {version}), account {account:?}: {} session(s), {} DC key(s), \
+         {} peers, {} usernames, {} phones, {} update state(s), {} channel pts\n",
+        file.display(),
+        counts.sessions,
+        counts.dc_auths,
+        counts.peers,
+        counts.usernames,
+        counts.phones,
+        counts.update_states,
+        counts.channel_pts,
+    );
+    for s in skipped {
+        let _ = writeln!(text, "  skipped {} {}: {}", s.count, s.what, s.reason);
+        if !s.examples.is_empty() {
+            let _ = writeln!(text, "    e.g. {}", s.examples.join(", "));
+        }
+    }
+    let skipped_json: Vec<Value> = skipped
+        .iter()
+        .map(|s| {
+            json!({"what": s.what, "count": s.count, "reason": s.reason, "examples": s.examples})
+        })
+        .collect();
+    Outcome::ok(
+        text,
+        json!({
+            "file": file.display().to_string(),
+            "format": format.name(),
+            "schema_version": version,
+            "account": account,
+            "counts": {
+                "sessions": counts.sessions,
+                "dc_auths": counts.dc_auths,
+                "dc_options": counts.dc_options,
+                "peers": counts.peers,
+                "usernames": counts.usernames,
+                "phones": counts.phones,
+                "update_states": counts.update_states,
+                "channel_pts": counts.channel_pts,
+            },
+            "skipped": skipped_json,
+        }),
+    )
+}
+
+/// `import --file`: another library's `.session` file into an empty
+/// account (created with the store if missing). The file is checked whole
+/// before anything is written; the import is one commit.
+pub fn import_file(
+    path: &Path,
+    account: Option<&str>,
+    file: &Path,
+    format: Option<FileFormat>,
+    _json: bool,
+) -> Res {
+    if std::fs::symlink_metadata(file).is_err() {
+        return Err(Failure::new(
+            INVALID,
+            format!("{}: no such session file", file.display()),
+        ));
+    }
+    // The format is checked before the store is created or opened for
+    // writing, so a bad file leaves no new store behind.
+    let detected = match format {
+        Some(f) => f.lib(),
+        None => peerlog::migrate::SessionFileFormat::detect(file).map_err(lib(file))?,
+    };
+    // A dry run into a memory store checks every row first, so a bad
+    // file writes nothing here (not even a new account's name).
+    {
+        let scratch = Store::memory();
+        let acct = scratch.account("check").map_err(lib(path))?;
+        progress("checking", || {
+            peerlog::migrate::import_session_file(file, Some(detected), &acct)
+        })
+        .map_err(lib(file))?;
+    }
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    let store = open_rw(path, true)?;
+    let result = (|| {
+        let names = store.accounts().map_err(lib(path))?;
+        let name = import_account(account, &names, path)?;
+        let acct = store.account(&name).map_err(lib(path))?;
+        let report = progress("importing", || {
+            peerlog::migrate::import_session_file(file, Some(detected), &acct)
+        })
+        .map_err(lib(file))?;
+        Ok::<_, Failure>((name, report))
+    })();
+    match result {
+        Ok((name, r)) => {
+            close(store, path)?;
+            Ok(file_report(
+                "imported", file, r.format, r.version, &r.counts, &r.skipped, &name,
+            ))
+        }
+        Err(f) => {
+            drop(store);
+            if !existed {
+                // Nothing was imported: do not leave an empty new store.
+                let _ = std::fs::remove_file(path);
+            }
+            Err(f)
+        }
+    }
+}
+
+/// `export --file`: an account as another library's `.session` file
+/// (written under a temporary name, synced, linked into place; never
+/// overwrites).
+pub fn export_file(
+    path: &Path,
+    account: Option<&str>,
+    file: &Path,
+    format: FileFormat,
+    _json: bool,
+) -> Res {
+    if std::fs::symlink_metadata(file).is_ok() {
+        return Err(Failure::new(
+            EXISTS,
+            format!("{} exists; choose a new name", file.display()),
+        ));
+    }
+    let store = open_ro(path)?;
+    let acct = pick_account(&store, account, path)?;
+    let r = progress("exporting", || {
+        peerlog::migrate::export_session_file(&acct, format.lib(), file)
+    })
+    .map_err(lib(file))?;
+    Ok(file_report(
+        "wrote",
+        file,
+        r.format,
+        r.version,
+        &r.counts,
+        &r.skipped,
+        acct.name(),
+    ))
+}
+
 fn import_account(account: Option<&str>, names: &[String], path: &Path) -> Result<String, Failure> {
     Ok(match account {
         Some(a) => a.to_string(),

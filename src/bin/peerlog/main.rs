@@ -13,7 +13,7 @@ mod out;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
 /// The exit codes, as `--help` prints them and README documents them.
 const EXIT_CODES: &str = "\
@@ -23,8 +23,9 @@ Exit codes:
   2  usage error (bad arguments)
   3  the store is held by another handle (a running bot): see the message
   4  not a usable store: missing, not a peerlog file, damaged, or a newer format
-  5  invalid input: a session string, a query or an account name that does not parse or exist
-  6  refused to overwrite: the destination exists, or the account already has a session
+  5  invalid input: a session string or file, a query or an account name that does not parse or exist
+  6  refused to overwrite: the destination exists, or the account already has a session (or, for a
+     session file, any data)
   7  I/O or other error";
 
 /// Exit code: problems found.
@@ -68,6 +69,32 @@ pub enum KindArg {
     Chat,
     /// Channels, supergroups and gigagroups.
     Channel,
+}
+
+/// Session file formats for `import --file` and `export --file`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FileFormat {
+    /// Telethon's SQLite `.session` (schema 7).
+    Telethon,
+    /// Pyrogram's `.session` (schema 3; 2 is read too).
+    Pyrogram,
+    /// Kurigram's `.session` (schema 7, with usernames and update state; 4 to 7 are read).
+    Kurigram,
+    /// grammers-session 0.11's SQLite `.session`.
+    Grammers,
+}
+
+impl FileFormat {
+    /// The library's name for it.
+    pub fn lib(self) -> peerlog::migrate::SessionFileFormat {
+        use peerlog::migrate::SessionFileFormat as F;
+        match self {
+            FileFormat::Telethon => F::Telethon,
+            FileFormat::Pyrogram => F::Pyrogram,
+            FileFormat::Kurigram => F::Kurigram,
+            FileFormat::Grammers => F::Grammers,
+        }
+    }
 }
 
 /// Session string formats for `export --string`.
@@ -155,21 +182,29 @@ enum Cmd {
         /// The store file.
         store: PathBuf,
     },
-    /// Print an account's session as a Telethon, Pyrogram or GramJS session string.
+    /// Print an account's session as a session string, or write the account (session, peers, update state) as another library's session file.
+    #[command(group(ArgGroup::new("what").required(true).args(["string", "file"])))]
     Export {
         /// The store file.
         store: PathBuf,
         /// The account (needed when the store has several).
         #[arg(long, short)]
         account: Option<String>,
-        /// The string's format.
+        /// A session string in this format.
         #[arg(long = "string", value_enum, value_name = "FORMAT")]
-        string: StringFormat,
-        /// Write it to this new file (mode 0600) instead of stdout.
-        #[arg(long, short)]
+        string: Option<StringFormat>,
+        /// Write the string to this new file (mode 0600) instead of stdout.
+        #[arg(long, short, requires = "string")]
         out: Option<PathBuf>,
+        /// A new session file (mode 0600; never overwrites), in the format of --format.
+        #[arg(long, value_name = "NEW.session", requires = "format")]
+        file: Option<PathBuf>,
+        /// The session file's format.
+        #[arg(long, value_enum, requires = "file")]
+        format: Option<FileFormat>,
     },
-    /// Save a Telethon, Pyrogram or GramJS session string (format detected) as an account's session; creates the store if missing.
+    /// Save a Telethon, Pyrogram or GramJS session string (format detected) as an account's session, or import another library's session file (session, peers, usernames, phones, update state) into an empty account; creates the store if missing.
+    #[command(group(ArgGroup::new("what").required(true).args(["string", "file"])))]
     Import {
         /// The store file.
         store: PathBuf,
@@ -178,10 +213,16 @@ enum Cmd {
         account: Option<String>,
         /// The session string, or `-` to read it from stdin (keeps it out of shell history).
         #[arg(long = "string", value_name = "STRING|-", allow_hyphen_values = true)]
-        string: String,
-        /// Replace a session the account already has.
-        #[arg(long)]
+        string: Option<String>,
+        /// Replace a session the account already has (strings only).
+        #[arg(long, requires = "string")]
         replace: bool,
+        /// A Telethon, Pyrogram, Kurigram or grammers `.session` file.
+        #[arg(long, value_name = "FILE.session")]
+        file: Option<PathBuf>,
+        /// The session file's format (default: recognised from its tables).
+        #[arg(long, value_enum, requires = "file")]
+        format: Option<FileFormat>,
     },
 }
 
@@ -231,13 +272,33 @@ fn main() -> ExitCode {
             account,
             string,
             out,
-        } => cmd::export(&store, account.as_deref(), string, out.as_deref()),
+            file,
+            format,
+        } => match (string, file, format) {
+            (Some(string), _, _) => cmd::export(&store, account.as_deref(), string, out.as_deref()),
+            (None, Some(file), Some(format)) => {
+                cmd::export_file(&store, account.as_deref(), &file, format, json)
+            }
+            _ => Err(out::Failure::new(
+                USAGE,
+                "give --string FORMAT, or --file NEW.session with --format",
+            )),
+        },
         Cmd::Import {
             store,
             account,
             string,
             replace,
-        } => cmd::import(&store, account.as_deref(), &string, replace),
+            file,
+            format,
+        } => match (string, file) {
+            (Some(string), _) => cmd::import(&store, account.as_deref(), &string, replace),
+            (None, Some(file)) => cmd::import_file(&store, account.as_deref(), &file, format, json),
+            _ => Err(out::Failure::new(
+                USAGE,
+                "give --string STRING|-, or --file FILE.session",
+            )),
+        },
     };
     match result {
         Ok(outcome) => {

@@ -132,6 +132,15 @@ impl Failure {
             Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Failure::new(crate::NOT_A_STORE, format!("{e}"))
             }
+            Error::SessionFile(ref f) => {
+                use peerlog::migrate::SessionFileError as F;
+                let code = match f {
+                    F::DestinationExists { .. } | F::AccountNotEmpty { .. } => crate::EXISTS,
+                    F::Sqlite { .. } => crate::OTHER,
+                    _ => crate::INVALID,
+                };
+                Failure::new(code, e.to_string())
+            }
             e @ (Error::Invalid(_) | Error::SessionString(_) | Error::TooLarge { .. }) => {
                 Failure::new(crate::INVALID, e.to_string())
             }
