@@ -831,3 +831,84 @@ fn bad_session_files_write_nothing() {
         "--format is required with --file"
     );
 }
+
+/// `copy-to-pg` and `copy-from-pg` against a real server (from
+/// `PEERLOG_PG_URL`, which scripts/with-postgres.sh sets; skipped without
+/// it, a failure with `PEERLOG_PG_REQUIRED=1`): the peers come back the
+/// same; a copy into an account that holds data is refused (exit 6).
+#[test]
+fn accounts_to_postgres_and_back() {
+    let url = match std::env::var("PEERLOG_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            assert!(
+                std::env::var("PEERLOG_PG_REQUIRED").as_deref() != Ok("1"),
+                "PEERLOG_PG_REQUIRED=1 but PEERLOG_PG_URL is not set"
+            );
+            println!("skipped: PEERLOG_PG_URL is not set (run under scripts/with-postgres.sh)");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = make_store(dir.path());
+    let name = format!("cli-{}-{}", std::process::id(), line!());
+    let o = run(&[
+        "--json",
+        "copy-to-pg",
+        p(&s),
+        "-a",
+        "bot",
+        "--to",
+        &name,
+        "--url",
+        &url,
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
+    assert_eq!(json(&o)["peers"], 206);
+    // Again: the PostgreSQL account now holds data.
+    let o = run(&[
+        "copy-to-pg",
+        p(&s),
+        "-a",
+        "bot",
+        "--to",
+        &name,
+        "--url",
+        &url,
+    ]);
+    assert_eq!(code(&o), 6, "{}", err(&o));
+
+    let back = dir.path().join("back.peerlog");
+    let o = run(&["copy-from-pg", p(&back), "--from", &name, "--url", &url]);
+    assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
+    let a = run(&["peers", p(&s), "-a", "bot"]);
+    let b = run(&["peers", p(&back), "-a", &name]);
+    assert_eq!(code(&b), 0, "{}", err(&b));
+    let (mut a, mut b): (Vec<String>, Vec<String>) = (
+        out(&a).lines().map(str::to_string).collect(),
+        out(&b).lines().map(str::to_string).collect(),
+    );
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    // An account the server does not have: an error, and nothing created.
+    let none = dir.path().join("none.peerlog");
+    let o = run(&[
+        "copy-from-pg",
+        p(&none),
+        "--from",
+        &format!("{name}-missing"),
+        "--url",
+        &url,
+    ]);
+    assert_eq!(code(&o), 5, "{}", err(&o));
+    assert!(!none.exists());
+    // No server: a usage error naming what to do.
+    let o = Command::new(env!("CARGO_BIN_EXE_peerlog"))
+        .args(["copy-from-pg", p(&none), "--from", "x"])
+        .env_remove("PEERLOG_PG_URL")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(err(&o).contains("PEERLOG_PG_URL"), "{}", err(&o));
+}

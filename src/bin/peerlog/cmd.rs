@@ -1130,6 +1130,124 @@ pub fn export_file(
     ))
 }
 
+/// The PostgreSQL connection string: `--url`, else `$PEERLOG_PG_URL`.
+fn pg_url(url: Option<String>) -> Result<String, Failure> {
+    url.or_else(|| std::env::var("PEERLOG_PG_URL").ok())
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            Failure::new(
+                USAGE,
+                "no PostgreSQL server: give --url, or set PEERLOG_PG_URL (keeps a password out of shell history)",
+            )
+        })
+}
+
+/// A PostgreSQL error as a failure: a held lease is exit 3, the rest are
+/// what they are. Messages never carry the password.
+fn pg_failure(e: peerlog::Error) -> Failure {
+    let code = match e {
+        peerlog::Error::Locked { .. } | peerlog::Error::LeaseLost { .. } => crate::LOCKED,
+        peerlog::Error::Invalid(_) | peerlog::Error::TooLarge { .. } => INVALID,
+        _ => crate::OTHER,
+    };
+    Failure::new(code, format!("PostgreSQL: {e}"))
+}
+
+/// An "account is not empty" refusal from a copy is exit 6; the rest as
+/// [`pg_failure`].
+fn copy_failure(e: peerlog::Error) -> Failure {
+    let f = pg_failure(e);
+    if f.msg.contains("not empty") {
+        Failure::new(EXISTS, f.msg)
+    } else {
+        f
+    }
+}
+
+fn copy_report(what: &str, r: &peerlog::postgres::CopyReport, from: &str, to: &str) -> Outcome {
+    Outcome::ok(
+        format!(
+            "copied {what} account {from:?} to {to:?}: {}session, {} DC key(s), {} peers, {} channel pts, \
+             {} dedup keys, {} queued updates, {} conversations, {} metadata entries\n",
+            if r.session { "a " } else { "no " },
+            r.dc_auths,
+            r.peers,
+            r.channels,
+            r.dedup_keys,
+            r.queued,
+            r.conversations,
+            r.meta,
+        ),
+        json!({
+            "from": from, "to": to, "session": r.session, "dc_auths": r.dc_auths,
+            "peers": r.peers, "channels": r.channels, "dedup_keys": r.dedup_keys,
+            "queued": r.queued, "conversations": r.conversations, "meta": r.meta,
+        }),
+    )
+}
+
+/// `copy-to-pg`: a file account into an empty PostgreSQL account, in one
+/// transaction (the PostgreSQL account's owner lease is taken for it).
+pub fn copy_to_pg(
+    path: &Path,
+    account: Option<&str>,
+    to: Option<&str>,
+    url: Option<String>,
+) -> Res {
+    let url = pg_url(url)?;
+    let store = open_ro(path)?;
+    let acct = pick_account(&store, account, path)?;
+    let name = to.unwrap_or(acct.name()).to_string();
+    let pg = peerlog::postgres::PgStorage::open(&url, &name).map_err(pg_failure)?;
+    let r = progress("copying", || {
+        peerlog::postgres::copy_to_postgres(&acct, &pg)
+    })
+    .map_err(copy_failure)?;
+    Ok(copy_report("file", &r, acct.name(), &name))
+}
+
+/// `copy-from-pg`: a PostgreSQL account into an empty account of the store
+/// (one commit; the store is created if missing).
+pub fn copy_from_pg(path: &Path, from: &str, account: Option<&str>, url: Option<String>) -> Res {
+    let url = pg_url(url)?;
+    // Opening an account creates it: a name that is not there is an error,
+    // not a new empty account on the server.
+    let names = peerlog::postgres::accounts(&url, &peerlog::postgres::PgOptions::default())
+        .map_err(pg_failure)?;
+    if !names.iter().any(|n| n == from) {
+        return Err(Failure::new(
+            INVALID,
+            format!(
+                "PostgreSQL has no account {from:?}; its accounts: {}",
+                list_or_none(&names)
+            ),
+        ));
+    }
+    let pg = peerlog::postgres::PgStorage::open(&url, from).map_err(pg_failure)?;
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    let store = open_rw(path, true)?;
+    let name = account.unwrap_or(from).to_string();
+    let result = store.account(&name).map_err(lib(path)).and_then(|acct| {
+        progress("copying", || {
+            peerlog::postgres::copy_from_postgres(&pg, &acct)
+        })
+        .map_err(copy_failure)
+    });
+    match result {
+        Ok(r) => {
+            close(store, path)?;
+            Ok(copy_report("PostgreSQL", &r, from, &name))
+        }
+        Err(f) => {
+            drop(store);
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(f)
+        }
+    }
+}
+
 fn import_account(account: Option<&str>, names: &[String], path: &Path) -> Result<String, Failure> {
     Ok(match account {
         Some(a) => a.to_string(),

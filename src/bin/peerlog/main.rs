@@ -224,6 +224,34 @@ enum Cmd {
         #[arg(long, value_enum, requires = "file")]
         format: Option<FileFormat>,
     },
+    /// Copy an account of the store into an empty PostgreSQL account (feature postgres: see README, "Many machines").
+    CopyToPg {
+        /// The store file.
+        store: PathBuf,
+        /// The account (needed when the store has several).
+        #[arg(long, short)]
+        account: Option<String>,
+        /// The PostgreSQL account (default: the same name).
+        #[arg(long)]
+        to: Option<String>,
+        /// The server (a `postgresql://` URL or `key=value` string); default: $PEERLOG_PG_URL, which keeps a password out of shell history.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Copy a PostgreSQL account into an empty account of the store (created if missing).
+    CopyFromPg {
+        /// The store file.
+        store: PathBuf,
+        /// The PostgreSQL account.
+        #[arg(long)]
+        from: String,
+        /// The account of the store (default: the same name).
+        #[arg(long, short)]
+        account: Option<String>,
+        /// The server; default: $PEERLOG_PG_URL.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -299,6 +327,18 @@ fn main() -> ExitCode {
                 "give --string STRING|-, or --file FILE.session",
             )),
         },
+        Cmd::CopyToPg {
+            store,
+            account,
+            to,
+            url,
+        } => cmd::copy_to_pg(&store, account.as_deref(), to.as_deref(), url),
+        Cmd::CopyFromPg {
+            store,
+            from,
+            account,
+            url,
+        } => cmd::copy_from_pg(&store, &from, account.as_deref(), url),
     };
     match result {
         Ok(outcome) => {
