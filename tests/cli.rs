@@ -912,3 +912,475 @@ fn accounts_to_postgres_and_back() {
     assert_eq!(code(&o), 2, "{}", err(&o));
     assert!(err(&o).contains("PEERLOG_PG_URL"), "{}", err(&o));
 }
+
+// --- Session files (import/export --file) --------------------------------
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/session_files");
+const FILE_FORMATS: [&str; 4] = ["telethon", "pyrogram", "kurigram", "grammers"];
+
+fn fixture_of(format: &str) -> PathBuf {
+    Path::new(FIXTURES).join(format!("{format}.session"))
+}
+
+/// `peers --json` of a store, keyed by Bot API id.
+fn peers_of(store: &Path) -> std::collections::BTreeMap<i64, serde_json::Value> {
+    let o = run(&["--json", "peers", p(store)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    json(&o)["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].as_i64().unwrap(), v.clone()))
+        .collect()
+}
+
+/// The files of a directory (temporary files an export left would show).
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn import_session_files_of_each_library() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in FILE_FORMATS {
+        let before = std::fs::read(fixture_of(format)).unwrap();
+        let s = dir.path().join(format!("{format}.peerlog"));
+        // Format recognised from the tables.
+        let o = run(&["import", p(&s), "--file", p(&fixture_of(format))]);
+        assert_eq!(code(&o), 0, "{format}: {}", err(&o));
+        let t = out(&o);
+        assert!(
+            t.to_lowercase()
+                .contains(&format!("imported {format} session file")),
+            "{t}"
+        );
+        assert!(t.contains("into account \"default\""), "{t}");
+        assert!(
+            std::fs::read(fixture_of(format)).unwrap() == before,
+            "the import wrote to its source"
+        );
+        // The Bot API channel id, with its access hash, in every format.
+        let o = run(&["get", p(&s), "-1001234567890"]);
+        assert_eq!(code(&o), 0, "{format}: {}", err(&o));
+        assert!(
+            out(&o).contains("channel  -1001234567890  hash 7777"),
+            "{}",
+            out(&o)
+        );
+        // A user with a negative access hash; a basic chat by its Bot API id.
+        let o = run(&["get", p(&s), "123456789"]);
+        assert!(out(&o).contains("hash -4242424242424242"), "{}", out(&o));
+        assert_eq!(code(&run(&["get", p(&s), "-456789"])), 0, "{format}");
+        // Usernames and phones where the format keeps them (grammers' does not).
+        if format != "grammers" {
+            let o = run(&["get", p(&s), "@helper_bot"]);
+            assert_eq!(code(&o), 0, "{format}: {}", err(&o));
+            assert!(out(&o).contains("987654321  hash 4660"), "{}", out(&o));
+            let o = run(&["get", p(&s), "+1 555 123 4567"]);
+            assert_eq!(code(&o), 0, "{format}: {}", err(&o));
+            assert!(out(&o).contains("123456789"), "{}", out(&o));
+            let o = run(&["peers", p(&s), "--username", "@HELPER"]);
+            assert!(out(&o).contains("@helper_bot"), "{}", out(&o));
+        }
+        // The session came across (no secrets in the listing).
+        let j = json(&run(&["--json", "accounts", p(&s)]));
+        assert_eq!(
+            j["accounts"][0]["session"]["has_auth_key"], true,
+            "{format}"
+        );
+        // --json: the report, parsed.
+        let s2 = dir.path().join(format!("{format}-json.peerlog"));
+        let o = run(&[
+            "--json",
+            "import",
+            p(&s2),
+            "-a",
+            "main",
+            "--file",
+            p(&fixture_of(format)),
+            "--format",
+            format,
+        ]);
+        assert_eq!(code(&o), 0, "{format}: {}", err(&o));
+        let j = json(&o);
+        assert_eq!(j["format"], format);
+        assert_eq!(j["account"], "main");
+        assert_eq!(j["counts"]["sessions"], 1);
+        assert_eq!(
+            j["counts"]["peers"].as_u64().unwrap(),
+            peers_of(&s).len() as u64
+        );
+        assert!(j["skipped"].is_array());
+        assert_eq!(peers_of(&s), peers_of(&s2), "{format}");
+    }
+    // What is skipped is said, with the reason.
+    let o = run(&[
+        "import",
+        p(&dir.path().join("t2.peerlog")),
+        "--file",
+        p(&fixture_of("telethon")),
+    ]);
+    assert!(out(&o).contains("skipped 2 sent_files rows"), "{}", out(&o));
+    // A Kurigram file read as Kurigram: several usernames per peer.
+    let o = run(&[
+        "get",
+        p(&dir.path().join("kurigram.peerlog")),
+        "@alice_collectible",
+    ]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    // No auth key bytes in any output.
+    let key: Vec<u8> = (0..256u32).map(|i| ((i * 7 + 1) % 256) as u8).collect();
+    let o = run(&[
+        "--json",
+        "import",
+        p(&dir.path().join("t3.peerlog")),
+        "--file",
+        p(&fixture_of("telethon")),
+    ]);
+    for f in key_forms(&key) {
+        assert!(!out(&o).contains(&f) && !err(&o).contains(&f));
+    }
+}
+
+#[test]
+fn export_session_files_and_import_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    for src in FILE_FORMATS {
+        let a = dir.path().join(format!("{src}.peerlog"));
+        let o = run(&["import", p(&a), "--file", p(&fixture_of(src))]);
+        assert_eq!(code(&o), 0, "{src}: {}", err(&o));
+        let peers_a = peers_of(&a);
+        for dst in FILE_FORMATS {
+            let f = dir.path().join(format!("{src}-to-{dst}.session"));
+            let o = run(&["export", p(&a), "--file", p(&f), "--format", dst]);
+            assert_eq!(code(&o), 0, "{src} -> {dst}: {}", err(&o));
+            assert!(
+                out(&o)
+                    .to_lowercase()
+                    .contains(&format!("exported {dst} session file")),
+                "{}",
+                out(&o)
+            );
+            assert_eq!(
+                std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            let j = json(&run(&[
+                "--json",
+                "export",
+                p(&a),
+                "--file",
+                p(&dir.path().join(format!("{src}-to-{dst}-j.session"))),
+                "--format",
+                dst,
+            ]));
+            assert_eq!(j["format"], dst);
+            // Peers the format cannot hold are reported, by count.
+            let skipped_peers: u64 = j["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["what"] == "peers")
+                .map(|s| s["count"].as_u64().unwrap())
+                .sum();
+            assert_eq!(
+                j["counts"]["peers"].as_u64().unwrap() + skipped_peers,
+                peers_a.len() as u64,
+                "{src} -> {dst}"
+            );
+
+            let b = dir.path().join(format!("{src}-to-{dst}.peerlog"));
+            let o = run(&["import", p(&b), "--file", p(&f)]);
+            assert_eq!(code(&o), 0, "{src} -> {dst}: {}", err(&o));
+            let peers_b = peers_of(&b);
+            if src == dst {
+                // Back to its own format: every peer, every field.
+                assert_eq!(peers_a, peers_b, "{src} -> {dst}");
+                continue;
+            }
+            // Another format: every peer it holds has its id, kind and
+            // access hash; usernames and phones where it keeps them.
+            assert_eq!(peers_b.len() as u64 + skipped_peers, peers_a.len() as u64);
+            for (id, pb) in &peers_b {
+                let pa = &peers_a[id];
+                for field in ["kind", "access_hash", "min"] {
+                    assert_eq!(pa[field], pb[field], "{src} -> {dst}: {id} {field}");
+                }
+                if dst != "grammers" {
+                    for field in ["username", "phone"] {
+                        assert_eq!(pa[field], pb[field], "{src} -> {dst}: {id} {field}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_session_files_of_every_kind_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = make_store(dir.path());
+    let before = std::fs::read(&existing).unwrap();
+    // A text file, a session string in a file, an empty file, a SQLite
+    // database cut in half, a damaged page, and unknown schema versions
+    // (built as tests/migrate.rs does: the fixture with its version changed).
+    let mut cases: Vec<(String, Vec<u8>, &str)> = vec![
+        (
+            "notes.session".into(),
+            b"hello, not a database\n".to_vec(),
+            "not a SQLite database",
+        ),
+        (
+            "string.session".into(),
+            session().to_telethon_string().unwrap().into_bytes(),
+            "not a SQLite database",
+        ),
+        ("empty.session".into(), Vec::new(), "not a SQLite database"),
+    ];
+    let orig = std::fs::read(fixture_of("telethon")).unwrap();
+    cases.push((
+        "half.session".into(),
+        orig[..orig.len() / 2].to_vec(),
+        "damaged",
+    ));
+    let mut damaged = orig.clone();
+    for (k, x) in damaged[4096..8192].iter_mut().enumerate() {
+        *x = (k * 37 + 1) as u8;
+    }
+    cases.push(("damaged.session".into(), damaged, "damaged"));
+    for (i, (format, sql, v)) in [
+        ("telethon", "UPDATE version SET version = 8", 8),
+        ("kurigram", "UPDATE version SET number = 99", 99),
+        ("grammers", "PRAGMA user_version = 2", 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = dir.path().join(format!("v{i}.session"));
+        std::fs::copy(fixture_of(format), &f).unwrap();
+        rusqlite::Connection::open(&f)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let bytes = std::fs::read(&f).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        let want: &'static str =
+            Box::leak(format!("schema version {v} is not supported").into_boxed_str());
+        cases.push((format!("version{v}.session"), bytes, want));
+    }
+    for (name, bytes, want) in &cases {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        // Into a new store: refused, and no store created.
+        let n = dir.path().join(format!("never-{name}.peerlog"));
+        let o = run(&["import", p(&n), "--file", p(&f)]);
+        assert_eq!(code(&o), 5, "{name}: {}{}", out(&o), err(&o));
+        let e = err(&o);
+        assert!(
+            e.contains(name.as_str()) && e.to_lowercase().contains(&want.to_lowercase()),
+            "{name}: {e}"
+        );
+        assert!(!n.exists(), "{name}: a store was created");
+        // Into an existing store's new account: refused, the store unchanged.
+        let o = run(&[
+            "--json",
+            "import",
+            p(&existing),
+            "-a",
+            "new",
+            "--file",
+            p(&f),
+        ]);
+        assert_eq!(code(&o), 5, "{name}: {}", err(&o));
+        assert_eq!(json(&o)["exit_code"], 5);
+        assert!(
+            std::fs::read(&existing).unwrap() == before,
+            "{name}: the store changed"
+        );
+    }
+    // A missing session file.
+    let o = run(&[
+        "import",
+        p(&existing),
+        "-a",
+        "new",
+        "--file",
+        p(&dir.path().join("nope.session")),
+    ]);
+    assert_eq!(code(&o), 5);
+    assert!(err(&o).contains("no such session file"), "{}", err(&o));
+    // The wrong format forced: the file does not have its tables.
+    let o = run(&[
+        "import",
+        p(&existing),
+        "-a",
+        "new",
+        "--file",
+        p(&fixture_of("telethon")),
+        "--format",
+        "grammers",
+    ]);
+    assert_eq!(code(&o), 5, "{}", err(&o));
+    // An account that already holds peers or a session: 6.
+    for acct in ["bot", "user"] {
+        let o = run(&[
+            "import",
+            p(&existing),
+            "-a",
+            acct,
+            "--file",
+            p(&fixture_of("pyrogram")),
+        ]);
+        assert_eq!(code(&o), 6, "{acct}: {}", err(&o));
+        assert!(err(&o).contains("is not empty"), "{}", err(&o));
+    }
+    assert!(
+        std::fs::read(&existing).unwrap() == before,
+        "a refused import wrote"
+    );
+
+    // Export: an existing destination is never replaced (6), nothing left.
+    let sub = dir.path().join("out");
+    std::fs::create_dir(&sub).unwrap();
+    let dest = sub.join("bot.session");
+    std::fs::write(&dest, b"keep me").unwrap();
+    for format in FILE_FORMATS {
+        let o = run(&[
+            "export",
+            p(&existing),
+            "-a",
+            "bot",
+            "--file",
+            p(&dest),
+            "--format",
+            format,
+        ]);
+        assert_eq!(code(&o), 6, "{format}: {}", err(&o));
+        assert!(err(&o).contains("exists"), "{}", err(&o));
+    }
+    assert_eq!(std::fs::read(&dest).unwrap(), b"keep me");
+    assert_eq!(files_in(&sub), vec!["bot.session".to_string()]);
+    // An account without a session: 5, no file.
+    let d2 = sub.join("user.session");
+    let o = run(&[
+        "export",
+        p(&existing),
+        "-a",
+        "user",
+        "--file",
+        p(&d2),
+        "--format",
+        "telethon",
+    ]);
+    assert_eq!(code(&o), 5, "{}", err(&o));
+    assert!(err(&o).contains("no session"), "{}", err(&o));
+    assert!(!d2.exists());
+    // A missing store: 4, nothing created.
+    let o = run(&[
+        "export",
+        p(&dir.path().join("missing.peerlog")),
+        "--file",
+        p(&d2),
+        "--format",
+        "telethon",
+    ]);
+    assert_eq!(code(&o), 4);
+    assert_eq!(files_in(&sub), vec!["bot.session".to_string()]);
+
+    // Usage: both --string and --file, neither, --file without --format
+    // on export, --format without --file, --replace with --file.
+    for args in [
+        vec!["import", p(&existing), "--string", "-", "--file", p(&dest)],
+        vec!["import", p(&existing)],
+        vec!["export", p(&existing), "--file", p(&d2)],
+        vec![
+            "export",
+            p(&existing),
+            "--string",
+            "telethon",
+            "--format",
+            "telethon",
+        ],
+        vec!["import", p(&existing), "--file", p(&dest), "--replace"],
+        vec![
+            "import",
+            p(&existing),
+            "--file",
+            p(&dest),
+            "--format",
+            "yaml",
+        ],
+    ] {
+        let o = run(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", err(&o));
+    }
+    assert!(std::fs::read(&existing).unwrap() == before);
+    assert!(!d2.exists());
+}
+
+#[test]
+fn session_files_and_a_store_held_by_a_running_bot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = make_store(dir.path());
+    let held = open_settled(&s, Default::default());
+    let before = std::fs::read(&s).unwrap();
+    let pid = std::process::id().to_string();
+    let dest = dir.path().join("bot.session");
+    let o = run(&[
+        "import",
+        p(&s),
+        "-a",
+        "new",
+        "--file",
+        p(&fixture_of("telethon")),
+    ]);
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(
+        err(&o).contains(&pid) && err(&o).contains("backup_to"),
+        "{}",
+        err(&o)
+    );
+    let o = run(&[
+        "--json",
+        "export",
+        p(&s),
+        "-a",
+        "bot",
+        "--file",
+        p(&dest),
+        "--format",
+        "telethon",
+    ]);
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert_eq!(json(&o)["exit_code"], 3);
+    assert!(!dest.exists());
+    assert!(
+        std::fs::read(&s).unwrap() == before,
+        "the held store changed"
+    );
+    drop(held);
+    // Once the bot has stopped: both work.
+    let o = run(&[
+        "export",
+        p(&s),
+        "-a",
+        "bot",
+        "--file",
+        p(&dest),
+        "--format",
+        "telethon",
+    ]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = run(&["import", p(&s), "-a", "new", "--file", p(&dest)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    // The bot's peers that Telethon keeps came back into the new account.
+    let o = run(&["get", p(&s), "-a", "new", "-1001234567890"]);
+    assert!(out(&o).contains("hash 987654321"), "{}", out(&o));
+    let o = run(&["get", p(&s), "-a", "new", "+15551234567"]);
+    assert!(out(&o).contains("@alice_cli"), "{}", out(&o));
+}

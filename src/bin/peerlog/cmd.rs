@@ -989,9 +989,11 @@ fn file_report(
     skipped: &[peerlog::migrate::Skipped],
     account: &str,
 ) -> Outcome {
+    let dir = if verb == "imported" { "into" } else { "from" };
     let mut text = format!(
-        "{verb} {} ({format}, schema {version}), account {account:?}: {} session(s), {} DC key(s), \
-         {} peers, {} usernames, {} phones, {} update state(s), {} channel pts\n",
+        "{verb} {format} session file {} (schema {version}) {dir} account {account:?}: {} \
+         session(s), {} DC key(s), {} peers, {} usernames, {} phones, {} update state(s), {} \
+         channel pts\n",
         file.display(),
         counts.sessions,
         counts.dc_auths,
@@ -1035,6 +1037,30 @@ fn file_report(
     )
 }
 
+/// What an account holds that a session file import would overwrite.
+fn holdings(acct: &Account, path: &Path) -> Result<Vec<String>, Failure> {
+    let mut holds = Vec::new();
+    if acct.session().map_err(lib(path))?.is_some() {
+        holds.push("a session".to_string());
+    }
+    let peers = acct.peer_count().map_err(lib(path))?;
+    if peers > 0 {
+        holds.push(format!("{peers} peers"));
+    }
+    if acct.update_state().map_err(lib(path))?.is_some() {
+        holds.push("an update state".to_string());
+    }
+    let channels = acct.channel_states().map_err(lib(path))?.len();
+    if channels > 0 {
+        holds.push(format!("{channels} channel states"));
+    }
+    let auths = acct.dc_auths().map_err(lib(path))?.len();
+    if auths > 0 {
+        holds.push(format!("{auths} DC auth keys"));
+    }
+    Ok(holds)
+}
+
 /// `import --file`: another library's `.session` file into an empty
 /// account (created with the store if missing). The file is checked whole
 /// before anything is written; the import is one commit.
@@ -1068,6 +1094,28 @@ pub fn import_file(
         .map_err(lib(file))?;
     }
     let existed = std::fs::symlink_metadata(path).is_ok();
+    if existed {
+        // A refusal an existing store can tell is given from a read-only
+        // look: opening for writing writes (the owner record).
+        let ro = open_ro(path)?;
+        let names = ro.accounts().map_err(lib(path))?;
+        let name = import_account(account, &names, path)?;
+        if names.contains(&name) {
+            let holds = holdings(&ro.account(&name).map_err(lib(path))?, path)?;
+            if !holds.is_empty() {
+                return Err(Failure::new(
+                    EXISTS,
+                    format!(
+                        "{}: account {name:?} is not empty ({}); a session file is imported only \
+                         into an account without a session, peers or state: name a new one with \
+                         --account",
+                        path.display(),
+                        holds.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     let store = open_rw(path, true)?;
     let result = (|| {
         let names = store.accounts().map_err(lib(path))?;
@@ -1120,7 +1168,7 @@ pub fn export_file(
     })
     .map_err(lib(file))?;
     Ok(file_report(
-        "wrote",
+        "exported",
         file,
         r.format,
         r.version,

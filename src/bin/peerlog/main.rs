@@ -215,7 +215,7 @@ enum Cmd {
         #[arg(long = "string", value_name = "STRING|-", allow_hyphen_values = true)]
         string: Option<String>,
         /// Replace a session the account already has (strings only).
-        #[arg(long, requires = "string")]
+        #[arg(long, conflicts_with = "file")]
         replace: bool,
         /// A Telethon, Pyrogram, Kurigram or grammers `.session` file.
         #[arg(long, value_name = "FILE.session")]
