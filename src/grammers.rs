@@ -87,7 +87,7 @@
 //! `auth: None` for grammers, as grammers' own `From<tl::types::User>` does.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -105,6 +105,7 @@ use crate::engine::store::Store;
 use crate::error::{Error, Result};
 use crate::format::codec::{DecodeError, Reader, Writer};
 use crate::format::peer_record::MIN;
+use crate::grammers_meta::{DC_PREFIX, dc_key, decode_dc_addrs, encode_dc_addrs};
 use crate::session::{AuthKey, DcAuth, Session as PeerlogSessionRecord};
 use crate::types::{
     ChannelKind, Peer, PeerId, PeerKind, UpdateState, normalize_phone, normalize_username,
@@ -118,7 +119,6 @@ pub const ACCOUNT: &str = "default";
 /// The home DC of a new session, as in grammers.
 pub const DEFAULT_DC: i32 = 2;
 
-const DC_PREFIX: &str = "grammers/dc/";
 const MARK_PREFIX: &str = "grammers/mark/";
 const PEER_PREFIX: &str = "grammers/peer/";
 
@@ -430,43 +430,12 @@ fn parse_id<T: std::str::FromStr>(rest: &[u8]) -> Result<T> {
         .ok_or_else(|| bad("grammers key"))
 }
 
-fn dc_key(id: i32) -> String {
-    format!("{DC_PREFIX}{id}")
-}
-
 fn mark_key(bot_api_id: i64) -> String {
     format!("{MARK_PREFIX}{bot_api_id}")
 }
 
 fn peer_key(bot_api_id: i64) -> String {
     format!("{PEER_PREFIX}{bot_api_id}")
-}
-
-/// `grammers/dc/<id>`: version 1, IPv4 address and port, IPv6 address,
-/// port, flow info and scope id.
-fn encode_addrs(o: &DcOption) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.u8(1)
-        .raw(&o.ipv4.ip().octets())
-        .u16(o.ipv4.port())
-        .raw(&o.ipv6.ip().octets())
-        .u16(o.ipv6.port())
-        .u32(o.ipv6.flowinfo())
-        .u32(o.ipv6.scope_id());
-    w.buf
-}
-
-fn decode_addrs(buf: &[u8]) -> std::result::Result<(SocketAddrV4, SocketAddrV6), DecodeError> {
-    const WHAT: &str = "grammers DC addresses";
-    let mut r = Reader::new(buf, WHAT);
-    if r.u8()? != 1 {
-        return Err(DecodeError { what: WHAT });
-    }
-    let v4 = SocketAddrV4::new(Ipv4Addr::from(r.array::<4>()?), r.u16()?);
-    let ip6 = Ipv6Addr::from(r.array::<16>()?);
-    let v6 = SocketAddrV6::new(ip6, r.u16()?, r.u32()?, r.u32()?);
-    r.finish()?;
-    Ok((v4, v6))
 }
 
 /// `grammers/mark/<id>`: version 1, then the mark bits.
@@ -939,7 +908,7 @@ fn write_home(tx: &mut Transaction<'_>, dc_id: i32, option: Option<&DcOption>) -
 }
 
 fn write_dc_option(tx: &mut Transaction<'_>, o: &DcOption, home: i32) -> Result<()> {
-    tx.set_meta(&dc_key(o.id), &encode_addrs(o))?;
+    tx.set_meta(&dc_key(o.id), &encode_dc_addrs(o.ipv4, o.ipv6))?;
     // Both make the commit durable, even when nothing was stored.
     match o.auth_key {
         Some(key) => {
@@ -991,7 +960,7 @@ fn load_dc(tx: &Transaction<'_>) -> Result<DcCache> {
     let mut addressed = HashSet::new();
     for (k, v) in tx.stored_meta_prefix(DC_PREFIX)? {
         let id = parse_id(&k)?;
-        let (ipv4, ipv6) = decode_addrs(&v).map_err(decode_err)?;
+        let (ipv4, ipv6) = decode_dc_addrs(&v).map_err(decode_err)?;
         addressed.insert(id);
         options.insert(
             id,
@@ -1103,11 +1072,14 @@ mod tests {
         let o = DcOption {
             id: 4,
             ipv4: "1.2.3.4:5".parse().unwrap(),
-            ipv6: SocketAddrV6::new(Ipv6Addr::LOCALHOST, 6, 7, 8),
+            ipv6: SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, 6, 7, 8),
             auth_key: None,
         };
-        assert_eq!(decode_addrs(&encode_addrs(&o)), Ok((o.ipv4, o.ipv6)));
-        assert!(decode_addrs(&encode_addrs(&o)[1..]).is_err());
+        assert_eq!(
+            decode_dc_addrs(&encode_dc_addrs(o.ipv4, o.ipv6)),
+            Ok((o.ipv4, o.ipv6))
+        );
+        assert!(decode_dc_addrs(&encode_dc_addrs(o.ipv4, o.ipv6)[1..]).is_err());
 
         let monoforum = GPeerId::channel(2_000_000_000_000).unwrap();
         for info in [

@@ -21,6 +21,8 @@ pub mod ferogram;
 pub mod format;
 #[cfg(feature = "grammers")]
 pub mod grammers;
+#[cfg(any(feature = "grammers", feature = "migrate"))]
+mod grammers_meta;
 mod inspect;
 #[cfg(feature = "migrate")]
 pub mod migrate;

@@ -26,7 +26,7 @@ use super::{
     Counts, SessionFileError, SessionFileFormat, Skips, Snapshot, auth_key, bad_value, dc_id,
     is_test_address, peer_id, require_tables, sqlite_err,
 };
-use crate::codec::{Reader, Writer};
+pub(crate) use crate::grammers_meta::{DC_PREFIX, dc_key};
 use crate::{
     AuthKey, ChannelKind, ChannelState, DcAuth, Error, Peer, PeerKind, Result, Session,
     Transaction, UpdateState,
@@ -70,13 +70,6 @@ const MEGAGROUP: i64 = 4;
 const BROADCAST: i64 = 8;
 const GIGAGROUP: i64 = 12;
 
-/// The metadata prefix of peerlog's grammers adapter for DC addresses.
-pub(crate) const DC_PREFIX: &str = "grammers/dc/";
-
-pub(crate) fn dc_key(id: i32) -> String {
-    format!("{DC_PREFIX}{id}")
-}
-
 /// grammers' two addresses of one DC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DcOpt {
@@ -89,26 +82,11 @@ impl DcOpt {
     /// Version 1, IPv4 address and port, IPv6 address, port, flow info and
     /// scope id (little-endian): the grammers adapter's `encode_addrs`.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.u8(1)
-            .raw(&self.ipv4.ip().octets())
-            .u16(self.ipv4.port())
-            .raw(&self.ipv6.ip().octets())
-            .u16(self.ipv6.port())
-            .u32(self.ipv6.flowinfo())
-            .u32(self.ipv6.scope_id());
-        w.buf
+        crate::grammers_meta::encode_dc_addrs(self.ipv4, self.ipv6)
     }
 
     fn decode(id: i32, buf: &[u8]) -> Option<DcOpt> {
-        let mut r = Reader::new(buf, "grammers DC addresses");
-        if r.u8().ok()? != 1 {
-            return None;
-        }
-        let ipv4 = SocketAddrV4::new(Ipv4Addr::from(r.array::<4>().ok()?), r.u16().ok()?);
-        let ip6 = Ipv6Addr::from(r.array::<16>().ok()?);
-        let ipv6 = SocketAddrV6::new(ip6, r.u16().ok()?, r.u32().ok()?, r.u32().ok()?);
-        r.finish().ok()?;
+        let (ipv4, ipv6) = crate::grammers_meta::decode_dc_addrs(buf).ok()?;
         Some(DcOpt { id, ipv4, ipv6 })
     }
 }
