@@ -636,6 +636,25 @@ impl<'a> Transaction<'a> {
             .transpose()
     }
 
+    /// [`Transaction::stored_peer`] without the names, usernames and phone
+    /// (left empty): what the grammers adapter answers from, checked as
+    /// fully, with no allocation.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn stored_peer_kind(&self, id: PeerId) -> Result<Option<Peer>> {
+        let key = peer_key(self.account.number, id.bot_api());
+        let Some(r) = self.st.peers.record(key)? else {
+            return Ok(None);
+        };
+        let mut p = Peer::new(id);
+        p.access_hash = r.access_hash();
+        p.min = r.is_min();
+        if !r.tail().is_empty() {
+            (p.is_bot, p.is_self, p.channel_kind) =
+                Peer::decode_tail_kind(r.tail()).map_err(corrupt)?;
+        }
+        Ok(Some(p))
+    }
+
     /// Every peer of the account, as committed before this transaction, by
     /// Bot API id ascending.
     #[cfg(feature = "grammers")]

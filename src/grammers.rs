@@ -325,7 +325,7 @@ impl PeerlogSession {
     fn info(&self, id: GPeerId) -> Result<Option<PeerInfo>> {
         self.account.view(|tx| match id.bot_api_dialog_id() {
             None => self_info(tx, &self.marked),
-            Some(_) => Ok(read_stored(tx, &self.marked, id)?.1),
+            Some(_) => read_info(tx, &self.marked, id),
         })
     }
 
@@ -708,6 +708,27 @@ fn read_stored(
     }
 }
 
+/// What grammers sees of the stored peer behind `id` (not the self user):
+/// [`read_stored`]'s answer without decoding names, usernames or phone.
+fn read_info(tx: &Transaction<'_>, marked: &Marked, id: GPeerId) -> Result<Option<PeerInfo>> {
+    let api = id.bot_api_dialog_id().ok_or_else(|| bad("self-user id"))?;
+    match PeerId::from_bot_api(api) {
+        Some(pid) => {
+            let Some(p) = tx.stored_peer_kind(pid)? else {
+                return Ok(None);
+            };
+            let marks = match marked.may_have(api) {
+                true => tx
+                    .meta(&mark_key(api))?
+                    .map_or(Ok(0), |v| decode_marks(&v))?,
+                false => 0,
+            };
+            Ok(Some(info_of(&p, marks)))
+        }
+        None => read_stored(tx, marked, id).map(|(_, info)| info),
+    }
+}
+
 /// The self user's id, as stored.
 fn self_pointer(tx: &Transaction<'_>) -> Result<Option<i64>> {
     Ok(tx.session()?.and_then(|s| s.user_id))
@@ -718,7 +739,7 @@ fn self_info(tx: &Transaction<'_>, marked: &Marked) -> Result<Option<PeerInfo>> 
     let Some(id) = self_pointer(tx)?.and_then(GPeerId::user) else {
         return Ok(None);
     };
-    Ok(read_stored(tx, marked, id)?.1.filter(|i| {
+    Ok(read_info(tx, marked, id)?.filter(|i| {
         matches!(
             i,
             PeerInfo::User {
@@ -734,7 +755,7 @@ fn self_info(tx: &Transaction<'_>, marked: &Marked) -> Result<Option<PeerInfo>> 
 fn needs_write(tx: &Transaction<'_>, marked: &Marked, infos: &[PeerInfo]) -> Result<bool> {
     let mut pointer = None;
     for info in infos {
-        match read_stored(tx, marked, info.id())?.1 {
+        match read_info(tx, marked, info.id())? {
             None => return Ok(true),
             Some(stored) => {
                 let mut merged = stored.clone();
