@@ -420,8 +420,67 @@ impl Account {
     /// Read-modify-write under the writer lock; `sync` makes the commit
     /// durable (a transaction that needs it syncs anyway).
     fn tx<R>(&self, sync: bool, f: impl FnOnce(&mut Transaction<'_>) -> Result<R>) -> Result<R> {
+        let (r, needs_sync) = self.tx_with(
+            if sync {
+                crate::engine::store::SyncNow::Force
+            } else {
+                crate::engine::store::SyncNow::Mode
+            },
+            f,
+        )?;
+        if needs_sync && !sync {
+            self.store.sync()?;
+        }
+        Ok(r)
+    }
+
+    /// [`Account::write`] for async code: the commit is written and
+    /// applied now (readers see it at once), but no fsync runs on the
+    /// calling thread. The returned future resolves to `f`'s result once
+    /// the commit is as durable as [`Account::write`] would have made it
+    /// before returning: fsynced when the transaction holds a durable
+    /// write (a session or auth-key save, `enqueue`, `ack`,
+    /// `mark_failed`) or the store is [`crate::Durability::Immediate`],
+    /// by the store's sync thread ([`Store::synced`]); at once otherwise
+    /// (in Batched mode the background flusher syncs it within the
+    /// window). An error from `f` or from writing the commit resolves
+    /// the future with it and nothing is committed.
+    ///
+    /// ```
+    /// # let store = peerlog::Store::memory();
+    /// # let bot = store.account("bot")?;
+    /// # let run = async {
+    /// // In a tokio task: durable, and the worker thread never waits
+    /// // for the disk.
+    /// bot.write_async(|tx| tx.enqueue("update-1", b"payload")).await?;
+    /// # Ok::<(), peerlog::Error>(())
+    /// # };
+    /// # Ok::<(), peerlog::Error>(())
+    /// ```
+    pub fn write_async<R>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<R>,
+    ) -> crate::engine::syncer::Durable<R> {
+        let durable = |needs_sync: bool| {
+            needs_sync || self.store.inner.opts.durability == crate::Durability::Immediate
+        };
+        match self.tx_with(crate::engine::store::SyncNow::Defer, f) {
+            Ok((r, needs_sync)) => crate::engine::syncer::Durable::new(
+                Ok(r),
+                durable(needs_sync).then(|| self.store.synced()),
+            ),
+            Err(e) => crate::engine::syncer::Durable::new(Err(e), None),
+        }
+    }
+
+    /// The transaction and whether it holds a write that must be durable.
+    fn tx_with<R>(
+        &self,
+        sync: crate::engine::store::SyncNow,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<R>,
+    ) -> Result<(R, bool)> {
         let mut needs_sync = false;
-        let r = self.store.transact(sync, |st| {
+        let r = self.store.transact_with(sync, |st| {
             if registered(st, &self.registry_key)? != Some(self.number) {
                 return Err(Error::Invalid(format!(
                     "account {:?} was removed",
@@ -433,10 +492,7 @@ impl Account {
             needs_sync = tx.sync;
             Ok((tx.changes, r))
         })?;
-        if needs_sync && !sync {
-            self.store.sync()?;
-        }
-        Ok(r)
+        Ok((r, needs_sync))
     }
 
     /// Reads through a transaction view of the committed state (one read
@@ -578,6 +634,25 @@ impl<'a> Transaction<'a> {
             .record(key)?
             .map(|r| record_peer(&r))
             .transpose()
+    }
+
+    /// [`Transaction::stored_peer`] without the names, usernames and phone
+    /// (left empty): what the grammers adapter answers from, checked as
+    /// fully, with no allocation.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn stored_peer_kind(&self, id: PeerId) -> Result<Option<Peer>> {
+        let key = peer_key(self.account.number, id.bot_api());
+        let Some(r) = self.st.peers.record(key)? else {
+            return Ok(None);
+        };
+        let mut p = Peer::new(id);
+        p.access_hash = r.access_hash();
+        p.min = r.is_min();
+        if !r.tail().is_empty() {
+            (p.is_bot, p.is_self, p.channel_kind) =
+                Peer::decode_tail_kind(r.tail()).map_err(corrupt)?;
+        }
+        Ok(Some(p))
     }
 
     /// Every peer of the account, as committed before this transaction, by

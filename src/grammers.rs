@@ -52,9 +52,14 @@
 //!   keeps the order of the last changes); `All` with a channel listed
 //!   twice keeps the last pts.
 //!
-//! The futures do their work when polled, synchronously: a peerlog call
-//! never waits for anything but the disk (an fsync for the durable calls),
-//! so the futures need no runtime and resolve on their first poll.
+//! No future blocks the thread that polls it on the disk. The writing
+//! calls commit when called and their future then waits, if the call is
+//! durable (`set_home_dc_id`, `set_dc_option`, and every write of a store
+//! opened with [`crate::Durability::Immediate`]), for the fsync run by the
+//! store's sync thread, shared with every other waiter
+//! ([`Account::write_async`]); in Batched mode the others are synced by
+//! the background flusher within the window. The reads resolve on their
+//! first poll. No particular runtime is needed.
 //!
 //! # Where grammers' data lives
 //!
@@ -99,6 +104,7 @@ use grammers_session::types::{
 use grammers_session::{BoxFuture, Session, SessionData};
 use parking_lot::{Mutex, RwLock};
 
+use crate::Durable;
 use crate::account::{Account, Transaction};
 use crate::engine::options::Options;
 use crate::engine::store::Store;
@@ -292,27 +298,34 @@ impl PeerlogSession {
 
     // --- The trait's work, synchronously --------------------------------
 
-    fn save_home_dc(&self, dc_id: i32) -> Result<()> {
+    fn save_home_dc(&self, dc_id: i32) -> Durable<()> {
         let _order = self.dc_writes.lock();
         let opt = self.dc.read().options.get(&dc_id).cloned();
-        self.account
-            .write(|tx| write_home(tx, dc_id, opt.as_ref()))?;
-        self.dc.write().home = dc_id;
-        Ok(())
+        let done = self
+            .account
+            .write_async(|tx| write_home(tx, dc_id, opt.as_ref()));
+        if done.committed() {
+            self.dc.write().home = dc_id;
+        }
+        done
     }
 
-    fn save_dc_option(&self, option: &DcOption) -> Result<()> {
+    fn save_dc_option(&self, option: &DcOption) -> Durable<()> {
         let _order = self.dc_writes.lock();
         let home = self.dc.read().home;
-        self.account.write(|tx| write_dc_option(tx, option, home))?;
-        self.dc.write().options.insert(option.id, option.clone());
-        Ok(())
+        let done = self
+            .account
+            .write_async(|tx| write_dc_option(tx, option, home));
+        if done.committed() {
+            self.dc.write().options.insert(option.id, option.clone());
+        }
+        done
     }
 
     fn info(&self, id: GPeerId) -> Result<Option<PeerInfo>> {
         self.account.view(|tx| match id.bot_api_dialog_id() {
             None => self_info(tx, &self.marked),
-            Some(_) => Ok(read_stored(tx, &self.marked, id)?.1),
+            Some(_) => read_info(tx, &self.marked, id),
         })
     }
 
@@ -333,31 +346,32 @@ impl PeerlogSession {
         Ok(auth.map(|auth| PeerRef { id, auth }))
     }
 
-    fn cache(&self, infos: &[PeerInfo]) -> Result<()> {
-        if infos.is_empty()
-            || !self
-                .account
-                .view(|tx| needs_write(tx, &self.marked, infos))?
-        {
-            return Ok(());
+    fn cache(&self, infos: &[PeerInfo]) -> Durable<()> {
+        match self.account.view(|tx| needs_write(tx, &self.marked, infos)) {
+            _ if infos.is_empty() => return Durable::new(Ok(()), None),
+            Ok(false) => return Durable::new(Ok(()), None),
+            Err(e) => return Durable::new(Err(e), None),
+            Ok(true) => {}
         }
         let (home, home_opt) = {
             let c = self.dc.read();
             (c.home, c.options.get(&c.home).cloned())
         };
-        self.account
-            .write(|tx| write_peers(tx, &self.marked, infos.iter(), (home, home_opt.as_ref())))
+        self.account.write_async(|tx| {
+            write_peers(tx, &self.marked, infos.iter(), (home, home_opt.as_ref()))
+        })
     }
 
     fn updates(&self) -> Result<UpdatesState> {
         self.account.view(read_state)
     }
 
-    fn save_update(&self, update: GUpdateState) -> Result<()> {
-        if self.account.view(|tx| state_unchanged(tx, &update))? {
-            return Ok(());
+    fn save_update(&self, update: GUpdateState) -> Durable<()> {
+        match self.account.view(|tx| state_unchanged(tx, &update)) {
+            Ok(true) => Durable::new(Ok(()), None),
+            Err(e) => Durable::new(Err(e), None),
+            Ok(false) => self.account.write_async(|tx| write_state(tx, update)),
         }
-        self.account.write(|tx| write_state(tx, update))
     }
 }
 
@@ -369,7 +383,7 @@ impl Session for PeerlogSession {
     }
 
     fn set_home_dc_id(&self, dc_id: i32) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.save_home_dc(dc_id) })
+        Box::pin(self.save_home_dc(dc_id))
     }
 
     fn dc_option(&self, dc_id: i32) -> Result<Option<DcOption>> {
@@ -377,8 +391,7 @@ impl Session for PeerlogSession {
     }
 
     fn set_dc_option(&self, dc_option: &DcOption) -> BoxFuture<'_, Result<()>> {
-        let option = dc_option.clone();
-        Box::pin(async move { self.save_dc_option(&option) })
+        Box::pin(self.save_dc_option(dc_option))
     }
 
     fn peer(&self, peer: GPeerId) -> BoxFuture<'_, Result<Option<PeerInfo>>> {
@@ -390,11 +403,11 @@ impl Session for PeerlogSession {
     }
 
     fn cache_peer(&self, peer: PeerInfo) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.cache(std::slice::from_ref(&peer)) })
+        Box::pin(self.cache(std::slice::from_ref(&peer)))
     }
 
     fn cache_peers(&self, peers: Vec<PeerInfo>) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.cache(&peers) })
+        Box::pin(self.cache(&peers))
     }
 
     fn updates_state(&self) -> BoxFuture<'_, Result<UpdatesState>> {
@@ -402,7 +415,7 @@ impl Session for PeerlogSession {
     }
 
     fn set_update_state(&self, update: GUpdateState) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.save_update(update) })
+        Box::pin(self.save_update(update))
     }
 }
 
@@ -664,6 +677,27 @@ fn read_stored(
     }
 }
 
+/// What grammers sees of the stored peer behind `id` (not the self user):
+/// [`read_stored`]'s answer without decoding names, usernames or phone.
+fn read_info(tx: &Transaction<'_>, marked: &Marked, id: GPeerId) -> Result<Option<PeerInfo>> {
+    let api = id.bot_api_dialog_id().ok_or_else(|| bad("self-user id"))?;
+    match PeerId::from_bot_api(api) {
+        Some(pid) => {
+            let Some(p) = tx.stored_peer_kind(pid)? else {
+                return Ok(None);
+            };
+            let marks = match marked.may_have(api) {
+                true => tx
+                    .meta(&mark_key(api))?
+                    .map_or(Ok(0), |v| decode_marks(&v))?,
+                false => 0,
+            };
+            Ok(Some(info_of(&p, marks)))
+        }
+        None => read_stored(tx, marked, id).map(|(_, info)| info),
+    }
+}
+
 /// The self user's id, as stored.
 fn self_pointer(tx: &Transaction<'_>) -> Result<Option<i64>> {
     Ok(tx.session()?.and_then(|s| s.user_id))
@@ -674,7 +708,7 @@ fn self_info(tx: &Transaction<'_>, marked: &Marked) -> Result<Option<PeerInfo>> 
     let Some(id) = self_pointer(tx)?.and_then(GPeerId::user) else {
         return Ok(None);
     };
-    Ok(read_stored(tx, marked, id)?.1.filter(|i| {
+    Ok(read_info(tx, marked, id)?.filter(|i| {
         matches!(
             i,
             PeerInfo::User {
@@ -690,7 +724,7 @@ fn self_info(tx: &Transaction<'_>, marked: &Marked) -> Result<Option<PeerInfo>> 
 fn needs_write(tx: &Transaction<'_>, marked: &Marked, infos: &[PeerInfo]) -> Result<bool> {
     let mut pointer = None;
     for info in infos {
-        match read_stored(tx, marked, info.id())?.1 {
+        match read_info(tx, marked, info.id())? {
             None => return Ok(true),
             Some(stored) => {
                 let mut merged = stored.clone();

@@ -39,6 +39,7 @@ pub use bucket::{Batch, Bucket};
 pub use engine::options::{Durability, Options};
 pub use engine::stats::{BucketStats, Stats};
 pub use engine::store::Store;
+pub use engine::syncer::{Durable, Synced};
 pub use engine::verify::{Problem, RepairReport, VerifyReport, verify_file};
 pub use engine::writer::Compaction;
 pub use error::{Error, Result};

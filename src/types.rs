@@ -711,6 +711,51 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// What [`Peer::decode_tail`] reads, checked the same way (the whole
+    /// tail, to its end), but keeping only `is_bot`, `is_self` and
+    /// `channel_kind`: no allocation. The grammers adapter's reads need
+    /// nothing else.
+    #[cfg(feature = "grammers")]
+    pub(crate) fn decode_tail_kind(
+        tail: &[u8],
+    ) -> Result<(bool, bool, Option<ChannelKind>), DecodeError> {
+        const WHAT: &str = "peer tail";
+        let err = DecodeError { what: WHAT };
+        let mut r = Reader::new(tail, WHAT);
+        if r.u8()? != PEER_TAIL_VERSION {
+            return Err(err);
+        }
+        let bits = r.u8()?;
+        let str16 = |r: &mut Reader<'_>| -> Result<(), DecodeError> {
+            let n = r.u16()? as usize;
+            std::str::from_utf8(r.take(n)?).map(|_| ()).map_err(|_| err)
+        };
+        if bits & TAIL_FIRST != 0 {
+            str16(&mut r)?;
+        }
+        if bits & TAIL_LAST != 0 {
+            str16(&mut r)?;
+        }
+        let channel_kind = if bits & TAIL_CHANNEL != 0 {
+            Some(ChannelKind::from_code(r.u8()?).ok_or(err)?)
+        } else {
+            None
+        };
+        if bits & TAIL_PHOTO != 0 {
+            r.i64()?;
+        }
+        if bits & TAIL_LANGUAGE != 0 {
+            str16(&mut r)?;
+        }
+        if bits & TAIL_UPDATED != 0 && r.i64()? == 0 {
+            return Err(err);
+        }
+        r.finish()?;
+        Ok((bits & TAIL_BOT != 0, bits & TAIL_SELF != 0, channel_kind))
+    }
+}
+
 /// Reads and checks the leading version byte.
 fn version(r: &mut Reader<'_>, what: &'static str) -> Result<(), DecodeError> {
     if r.u8()? == 1 {

@@ -18,6 +18,7 @@ pub(crate) mod pins;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod store;
+pub(crate) mod syncer;
 pub(crate) mod verify;
 pub(crate) mod writer;
 
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     pub opts: Options,
     pub path: Option<PathBuf>,
     pub(crate) flusher: Mutex<Option<Flusher>>,
+    /// The sync thread behind [`crate::Store::synced`], started on first use.
+    pub(crate) syncer: Mutex<Option<crate::engine::syncer::Syncer>>,
     /// The thread inside `transact`, so a nested write is an error rather
     /// than a deadlock on the writer lock.
     pub writing_thread: std::sync::atomic::AtomicUsize,

@@ -109,6 +109,7 @@ impl Store {
             opts,
             path,
             flusher: Mutex::new(None),
+            syncer: Mutex::new(None),
             writing_thread: std::sync::atomic::AtomicUsize::new(0),
         });
         let upgrade = !inner.opts.read_only && {
@@ -152,6 +153,52 @@ impl Store {
         w.check()?;
         self.inner.sync_now(&mut w)?;
         self.inner.prove_synced(&mut w)
+    }
+
+    /// A future that resolves once every commit returned before this call
+    /// is durable (fsynced), without blocking the thread that awaits it:
+    /// the fsync runs on the store's sync thread (started on first use),
+    /// and concurrent waiters share one fsync. This is how an async
+    /// program makes writes durable: commit without a sync (e.g. with
+    /// [`crate::Account::write_async`]), then `.await` this. Readers and
+    /// other writers do not wait for that fsync either.
+    ///
+    /// Resolves at once when there is nothing to sync or the store is
+    /// read-only, and to [`Error::Poisoned`] when the store is poisoned or
+    /// the fsync fails (then every waiter gets that error). Unlike
+    /// [`Store::sync`] it does not write the proof commit; the sync mark
+    /// is written as after every sync (FORMAT.md, "Sync mark").
+    pub fn synced(&self) -> crate::Synced {
+        use crate::engine::syncer::{Synced, Syncer};
+        let target = {
+            let w = self.inner.writer.lock();
+            if w.read_only {
+                return Synced::ready(Ok(()));
+            }
+            if let Err(e) = w.check() {
+                return Synced::ready(Err(e));
+            }
+            let last = w.next_seq.saturating_sub(1);
+            if w.synced_seq >= last {
+                return Synced::ready(Ok(()));
+            }
+            last
+        };
+        let mut s = self.inner.syncer.lock();
+        if s.is_none() {
+            *s = Syncer::start(
+                self.inner.file.clone(),
+                self.inner.writer.clone(),
+                self.inner.view.clone(),
+            );
+        }
+        match &*s {
+            Some(syncer) => syncer.wait(target),
+            // No thread to be had: sync here rather than not at all.
+            None => Synced::ready(
+                sync_unlocked(&*self.inner.file, &self.inner.writer, &self.inner.view).map(|_| ()),
+            ),
+        }
     }
 
     /// Closes this handle: makes every returned commit durable and returns
@@ -203,6 +250,15 @@ impl Store {
         sync: bool,
         f: impl FnOnce(&State) -> Result<(Vec<Change>, R)>,
     ) -> Result<R> {
+        self.transact_with(if sync { SyncNow::Force } else { SyncNow::Mode }, f)
+    }
+
+    /// [`Store::transact`] with the sync policy spelled out.
+    pub(crate) fn transact_with<R>(
+        &self,
+        sync: SyncNow,
+        f: impl FnOnce(&State) -> Result<(Vec<Change>, R)>,
+    ) -> Result<R> {
         use std::sync::atomic::Ordering;
         let inner = &*self.inner;
         let me = thread_mark();
@@ -226,7 +282,7 @@ impl Store {
             let (changes, r) = f(&st)?;
             (resolve(&st.peers, changes)?, r)
         };
-        inner.append(&mut w, ops, sync)?;
+        inner.append_with(&mut w, ops, sync)?;
         Ok(r)
     }
 
@@ -254,8 +310,23 @@ impl Store {
     }
 }
 
+/// When a commit is synced on the calling thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncNow {
+    /// As the store's [`Durability`] says.
+    Mode,
+    /// Before the call returns, whatever the mode.
+    Force,
+    /// Never on the calling thread: the caller awaits
+    /// [`Store::synced`] if it needs the commit durable, and in Batched
+    /// mode the flusher syncs it within the window.
+    Defer,
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The sync thread serves its waiters before it stops.
+        drop(self.syncer.get_mut().take());
         if let Some(f) = self.flusher.get_mut().take() {
             *f.stop.0.lock() = true;
             f.stop.1.notify_all();
@@ -338,9 +409,11 @@ impl Inner {
         Ok(())
     }
 
-    /// Appends one commit and applies it. `force_sync` makes it durable
-    /// before returning whatever the durability mode.
-    pub(crate) fn append(&self, w: &mut Writer, ops: Vec<Op>, force_sync: bool) -> Result<()> {
+    /// Appends one commit and applies it, synced as `sync` says
+    /// ([`SyncNow::Force`]: durable before returning whatever the
+    /// durability mode).
+    pub(crate) fn append_with(&self, w: &mut Writer, ops: Vec<Op>, sync: SyncNow) -> Result<()> {
+        let force_sync = sync == SyncNow::Force;
         if ops.is_empty() {
             return if force_sync { self.sync_now(w) } else { Ok(()) };
         }
@@ -371,11 +444,12 @@ impl Inner {
         w.dirty = true;
         w.stats.commits += 1;
         let sync = force_sync
-            || match self.opts.durability {
-                Durability::Immediate => true,
-                Durability::Batched(window) => w.last_sync.elapsed() >= window,
-                Durability::None => false,
-            };
+            || sync == SyncNow::Mode
+                && match self.opts.durability {
+                    Durability::Immediate => true,
+                    Durability::Batched(window) => w.last_sync.elapsed() >= window,
+                    Durability::None => false,
+                };
         if sync {
             self.sync_now(w)?;
         }

@@ -174,6 +174,19 @@ pub(crate) struct Writer {
     /// `synced_through`): damage to a commit up to here is reported,
     /// never taken for a torn tail.
     pub proven_seq: u64,
+    /// Serializes fsyncs and latches a failed one, so that a sync run
+    /// without the writer lock ([`sync_unlocked`]) and one run under it
+    /// never let a later success hide an earlier failure.
+    pub gate: Arc<SyncGate>,
+}
+
+/// See [`Writer::gate`].
+#[derive(Default)]
+pub(crate) struct SyncGate {
+    /// Held across every fsync of the log.
+    pub lock: Mutex<()>,
+    /// The first failed fsync, as text: set before `lock` is released.
+    pub failed: std::sync::OnceLock<String>,
 }
 
 impl Writer {
@@ -211,6 +224,7 @@ impl Writer {
             marked_seq: mark.unwrap_or(0),
             marker_seq: 0,
             proven_seq: 0,
+            gate: Arc::default(),
         }
     }
 
@@ -252,7 +266,7 @@ impl Writer {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        match &self.poisoned {
+        match self.poisoned.as_ref().or(self.gate.failed.get()) {
             Some(first) => Err(Error::Poisoned {
                 first: first.clone(),
             }),
@@ -388,13 +402,8 @@ pub(super) fn spawn_flusher(
                         return;
                     }
                 }
-                let mut w = WriterGuard {
-                    guard: writer.lock(),
-                    view: &view,
-                };
-                if w.dirty && w.poisoned.is_none() {
-                    let _ = sync_writer(&*file, &mut w);
-                }
+                // Appends go on while the disk flushes.
+                let _ = sync_unlocked(&*file, &writer, &view);
             }
         })
         .ok()?;
@@ -406,13 +415,81 @@ pub(super) fn sync_writer(file: &dyn RawFile, w: &mut Writer) -> Result<()> {
     if !w.dirty {
         return Ok(());
     }
-    file.sync().map_err(w.poison("syncing the log"))?;
+    let gate = w.gate.clone();
+    let _serial = gate.lock.lock();
+    if let Some(first) = gate.failed.get() {
+        return Err(Error::Poisoned {
+            first: first.clone(),
+        });
+    }
+    if let Err(e) = file.sync() {
+        let _ = gate.failed.set(format!("syncing the log: {e}"));
+        return Err(w.poison("syncing the log")(e));
+    }
     w.dirty = false;
     w.synced_seq = w.next_seq.saturating_sub(1);
     w.last_sync = Instant::now();
     w.stats.syncs += 1;
     write_sync_mark(file, w);
     Ok(())
+}
+
+/// Makes every commit appended before the call durable, without holding
+/// the writer lock during the fsync: commits go on meanwhile, and only the
+/// seq captured before the fsync is marked synced. Returns the highest
+/// synced seq. A failed fsync poisons the store (and every later sync
+/// reports it, whichever thread runs it).
+pub(crate) fn sync_unlocked(
+    file: &dyn RawFile,
+    writer: &Mutex<Writer>,
+    view: &Mutex<WriterView>,
+) -> Result<u64> {
+    let (target, gate) = {
+        let w = writer.lock();
+        if w.read_only {
+            return Ok(w.synced_seq);
+        }
+        w.check()?;
+        let last = w.next_seq.saturating_sub(1);
+        if !w.dirty || w.synced_seq >= last {
+            return Ok(w.synced_seq);
+        }
+        (last, w.gate.clone())
+    };
+    let r = {
+        let _serial = gate.lock.lock();
+        match gate.failed.get() {
+            Some(first) => Err(Error::Poisoned {
+                first: first.clone(),
+            }),
+            None => file.sync().map_err(|e| {
+                let _ = gate.failed.set(format!("syncing the log: {e}"));
+                Error::Io {
+                    context: "syncing the log",
+                    path: None,
+                    source: e,
+                }
+            }),
+        }
+    };
+    let mut w = WriterGuard {
+        guard: writer.lock(),
+        view,
+    };
+    if let Err(e) = r {
+        w.poison_with(&e);
+        return Err(e);
+    }
+    if w.synced_seq < target {
+        w.synced_seq = target;
+        w.last_sync = Instant::now();
+        w.stats.syncs += 1;
+        if w.next_seq.saturating_sub(1) == target {
+            w.dirty = false;
+        }
+        write_sync_mark(file, &mut w);
+    }
+    Ok(w.synced_seq)
 }
 
 /// After a sync: the sync mark names the highest commit now synced (not
