@@ -206,6 +206,7 @@ impl<R> Durable<R> {
 impl<R> Durable<R> {
     /// True unless the write failed (the commit is written and applied;
     /// it may still await its fsync).
+    #[cfg(feature = "grammers")]
     pub(crate) fn committed(&self) -> bool {
         matches!(self.value, Some(Ok(_)))
     }

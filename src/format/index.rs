@@ -599,6 +599,53 @@ pub struct IdTable<'a> {
 /// that failed its check.
 pub type IdProbe<'a> = Result<Option<&'a IdSlot>, Damaged>;
 
+/// An id lookup's answer in two words, so that it comes back from the
+/// probe in registers: an `Option<(Option<i64>, u8)>` is three words,
+/// returned through memory, which cost every lookup a store and a reload
+/// of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdAnswer {
+    /// The slot's access hash word (meaningful with `HAS_HASH` in `meta`).
+    pub hash: u64,
+    /// 0: absent; else [`IdAnswer::PRESENT`] with the record's flags in
+    /// the low byte, [`DAMAGED_FLAG`] set when a slot failed its check.
+    pub meta: u64,
+}
+
+impl IdAnswer {
+    /// Set in `meta` of every answer but "absent".
+    pub const PRESENT: u64 = 1 << 8;
+    /// No such key.
+    pub const ABSENT: IdAnswer = IdAnswer { hash: 0, meta: 0 };
+    /// A slot on the probe failed its check.
+    pub const DAMAGED: IdAnswer = IdAnswer {
+        hash: 0,
+        meta: IdAnswer::PRESENT | DAMAGED_FLAG as u64,
+    };
+
+    /// As an access hash (when the flags have `HAS_HASH`) and flags;
+    /// a damaged slot answers no hash.
+    #[inline(always)]
+    pub fn found(self) -> Option<(Option<i64>, u8)> {
+        let flags = self.meta as u8;
+        let has =
+            flags & (super::peer_record::HAS_HASH | DAMAGED_FLAG) == super::peer_record::HAS_HASH;
+        (self.meta != 0).then_some((has.then_some(self.hash as i64), flags))
+    }
+
+    /// From a found peer's access hash and flags, or `None`.
+    #[inline(always)]
+    pub fn from_found(found: Option<(Option<i64>, u8)>) -> IdAnswer {
+        match found {
+            None => IdAnswer::ABSENT,
+            Some((h, flags)) => IdAnswer {
+                hash: h.unwrap_or(0) as u64,
+                meta: IdAnswer::PRESENT | flags as u64,
+            },
+        }
+    }
+}
+
 impl<'a> IdTable<'a> {
     /// The table over `ids` (whole slots).
     pub fn new(ids: &'a [u8]) -> IdTable<'a> {
@@ -662,17 +709,25 @@ impl<'a> IdTable<'a> {
     /// that probes often keeps it, rather than divide on every lookup).
     /// `key` is a peer key, never 0 (peer ids are non-zero in 42 bits).
     #[inline]
+    pub fn found_in(&self, key: u64, n: usize) -> Option<(Option<i64>, u8)> {
+        self.found_hashed(key, id_hash(key), n).found()
+    }
+
+    /// [`IdTable::found_in`] given `hash`, the key's [`id_hash`] (which
+    /// the caller computed for its own table of recent changes).
+    #[inline]
     #[expect(
         clippy::indexing_slicing,
         reason = "the hot path: `win` is FAST whole id slots taken with `get`, and `at` a constant offset inside it; a checked read here would cost every lookup (benches/README.md)"
     )]
-    pub fn found_in(&self, key: u64, n: usize) -> Option<(Option<i64>, u8)> {
+    pub fn found_hashed(&self, key: u64, hash: u64, n: usize) -> IdAnswer {
         debug_assert_eq!(n, self.ids.len() / ID);
         debug_assert_ne!(key, 0);
+        debug_assert_eq!(hash, id_hash(key));
         if n == 0 {
-            return None;
+            return IdAnswer::ABSENT;
         }
-        let i = start(id_hash(key), n);
+        let i = start(hash, n);
         // Almost every probe run ends within a few slots, so the first FAST
         // slots are examined without a branch per slot (a branch on freshly
         // missed memory mispredicts often and stalls the next lookup behind
@@ -683,20 +738,22 @@ impl<'a> IdTable<'a> {
             let word =
                 |at: usize| u64::from_le_bytes(win[at..at + 8].try_into().unwrap_or_default());
             // Hits and run ends are found separately, so a hit does not
-            // wait for the distance words.
-            let (mut before, mut run) = (0usize, true);
+            // wait for the distance words. Bit `j` of `hits`: slot `j`
+            // holds the key (keys are unique: at most one bit).
+            let mut hits = 1u32 << FAST;
             for j in 0..FAST {
-                run &= word(j * ID) != key;
-                before += run as usize;
+                hits |= ((word(j * ID) == key) as u32) << j;
             }
+            let before = hits.trailing_zeros() as usize;
             if before < FAST {
                 let at = before * ID;
                 let (ah, loc) = (word(at + 8), word(at + 16));
                 let sound = fold8(key ^ ah ^ loc) == ID_CHECK;
                 let flags = (loc >> 40) as u8 | (!sound as u8) << 7;
-                // A damaged slot answers no hash; the caller sees the flag.
-                let has = flags & super::peer_record::HAS_HASH != 0;
-                return Some((has.then_some(ah as i64), flags));
+                return IdAnswer {
+                    hash: ah,
+                    meta: IdAnswer::PRESENT | flags as u64,
+                };
             }
             // Bit `j` set: the run ends at slot `j` (empty, or a resident
             // closer to its home than `j`). Computed without a branch per
@@ -716,7 +773,10 @@ impl<'a> IdTable<'a> {
                     let at = j * ID;
                     x |= fold8(word(at) ^ word(at + 8) ^ word(at + 16)) ^ ID_CHECK;
                 }
-                return (x != 0).then_some((None, DAMAGED_FLAG));
+                return match x {
+                    0 => IdAnswer::ABSENT,
+                    _ => IdAnswer::DAMAGED,
+                };
             }
             // A longer run: on past the window (the window fit, so
             // `i + FAST <= n`), checking the window before a miss.
@@ -731,10 +791,14 @@ impl<'a> IdTable<'a> {
 
     #[cold]
     #[inline(never)]
-    fn answer(r: IdProbe<'_>) -> Option<(Option<i64>, u8)> {
+    fn answer(r: IdProbe<'_>) -> IdAnswer {
         match r {
-            Ok(s) => s.map(|s| (s.access_hash(), s.flags())),
-            Err(_) => Some((None, DAMAGED_FLAG)),
+            Ok(None) => IdAnswer::ABSENT,
+            Ok(Some(s)) => IdAnswer {
+                hash: le_u64(&s.access_hash),
+                meta: IdAnswer::PRESENT | s.flags() as u64,
+            },
+            Err(_) => IdAnswer::DAMAGED,
         }
     }
 
@@ -742,7 +806,7 @@ impl<'a> IdTable<'a> {
     /// out of line, so that the hot path keeps a small frame.
     #[cold]
     #[inline(never)]
-    fn found_slow(&self, key: u64) -> Option<(Option<i64>, u8)> {
+    fn found_slow(&self, key: u64) -> IdAnswer {
         Self::answer(self.get(key))
     }
 

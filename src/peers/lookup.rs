@@ -22,7 +22,7 @@
 //! on several threads contend on its cache line; figures:
 //! benches/README.md, "Figures behind design choices".)
 
-use crate::format::index::{Damaged, IdTable, NameKind, id_hash};
+use crate::format::index::{Damaged, IdAnswer, IdTable, NameKind, id_hash};
 use crate::peers::generation::PeerGen;
 use crate::sys::rcu::Rcu;
 use std::ops::Range;
@@ -81,32 +81,41 @@ impl Recent {
         }
     }
 
-    fn slot(&self, key: u64) -> usize {
-        id_hash(key) as usize & (self.entries.len() - 1)
+    fn slot(&self, hash: u64) -> usize {
+        hash as usize & (self.entries.len() - 1)
     }
 
-    /// `key`'s word and bit in the filter, from the hash bits the slot
-    /// does not use (the table has far fewer than 2^32 slots).
+    /// The word and bit in the filter of a key with this [`id_hash`],
+    /// from the hash bits the slot does not use (the table has far fewer
+    /// than 2^32 slots).
     #[inline]
-    fn filter_bit(&self, key: u64) -> (&AtomicU64, u64) {
-        let bit = (id_hash(key) >> 32) as usize & (self.filter.len() * 64 - 1);
-        (&self.filter[bit / 64], 1 << (bit % 64))
+    fn filter_bit(&self, hash: u64) -> (&AtomicU64, u64) {
+        // The word from bits 32.., the bit from the top six.
+        let word = (hash >> 32) as usize & (self.filter.len() - 1);
+        (&self.filter[word], 1 << (hash >> 58))
     }
 
     /// `None`: not changed since the generation; `Some(None)`: deleted.
     #[inline]
     pub fn get(&self, key: u64) -> Option<Option<Found>> {
+        self.get_hashed(key, id_hash(key))
+    }
+
+    /// [`Recent::get`] given the key's [`id_hash`], which the caller
+    /// shares with the generation's probe.
+    #[inline(always)]
+    fn get_hashed(&self, key: u64, hash: u64) -> Option<Option<Found>> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
         // The writer sets the bit before it publishes the entry, so a
         // clear bit is an entry this reader could not have seen anyway.
-        let (word, bit) = self.filter_bit(key);
+        let (word, bit) = self.filter_bit(hash);
         if word.load(Ordering::Relaxed) & bit == 0 {
             return None;
         }
         let mask = self.entries.len() - 1;
-        let mut i = self.slot(key);
+        let mut i = self.slot(hash);
         loop {
             let e = &self.entries[i];
             match e.key.load(Ordering::Acquire) {
@@ -126,8 +135,9 @@ impl Recent {
             None => (0, DELETED),
             Some((h, flags)) => (h.unwrap_or(0) as u64, flags as u64),
         };
+        let hashed = id_hash(key);
         let mask = self.entries.len() - 1;
-        let mut i = self.slot(key);
+        let mut i = self.slot(hashed);
         loop {
             let e = &self.entries[i];
             match e.key.load(Ordering::Relaxed) {
@@ -143,7 +153,7 @@ impl Recent {
                     if (self.len.load(Ordering::Relaxed) + 1) * 2 > self.entries.len() {
                         return false;
                     }
-                    let (word, bit) = self.filter_bit(key);
+                    let (word, bit) = self.filter_bit(hashed);
                     word.store(word.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
                     e.hash.store(hash, Ordering::Relaxed);
                     e.meta.store(meta, Ordering::Relaxed);
@@ -289,15 +299,18 @@ impl View {
     }
 
     /// A damaged slot answers [`DAMAGED`] in the flags (a bit no record
-    /// has): the hot path keeps the small `Option` it had, and the caller
+    /// has): the hot path keeps the small answer it had, and the caller
     /// asks [`Lookup::damage`] for the error.
     #[inline(always)]
-    fn get(&self, key: u64) -> Option<Found> {
-        if let Some(found) = self.recent.get(key) {
-            return found;
+    fn get(&self, key: u64) -> IdAnswer {
+        let hash = id_hash(key);
+        if let Some(found) = self.recent.get_hashed(key, hash) {
+            return IdAnswer::from_found(found);
         }
-        let ids = self.table.index.get(self.ids.clone())?;
-        IdTable::new(ids).found_in(key, self.slots)
+        match self.table.index.get(self.ids.clone()) {
+            Some(ids) => IdTable::new(ids).found_hashed(key, hash, self.slots),
+            None => IdAnswer::ABSENT,
+        }
     }
 
     fn damage(&self, key: u64) -> Option<(Damaged, u64)> {
@@ -330,7 +343,7 @@ impl Lookup {
     /// Answers with [`DAMAGED`] set in the flags when the slot failed its
     /// check; [`Lookup::checked`] turns that into the error.
     pub fn get(&self, key: u64) -> Option<Found> {
-        self.cell.read(|v| v.get(key))
+        self.cell.read(|v| v.get(key)).found()
     }
 
     /// [`Lookup::get`], with a damaged slot as [`crate::Error::Corrupt`].
@@ -347,11 +360,11 @@ impl Lookup {
     /// goes back as one small `Result` without a second repacking.
     #[inline(always)]
     pub fn access_hash(&self, key: u64) -> crate::Result<Option<i64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some((h, f)) if f & DAMAGED == 0 => Ok(h),
-            Some(_) => Err(self.damage(key)),
+        let p = self.cell.read(|v| v.get(key));
+        if p.meta & DAMAGED as u64 != 0 {
+            return Err(self.damage(key));
         }
+        Ok((p.meta & HAS_HASH != 0).then_some(p.hash as i64))
     }
 
     #[cold]
@@ -495,7 +508,7 @@ mod tests {
             assert!(r.set(k * 7919, Some((Some(1), HAS_HASH as u8))));
         }
         let passes = |k: u64| {
-            let (word, bit) = r.filter_bit(k);
+            let (word, bit) = r.filter_bit(id_hash(k));
             word.load(Ordering::Relaxed) & bit != 0
         };
         assert!((1..=1000u64).all(|k| passes(k * 7919)));

@@ -133,7 +133,7 @@ impl<T> Rcu<T> {
     }
 
     /// Runs `f` on the current value. `f` must not read this cell again.
-    #[inline]
+    #[inline(always)]
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         let (id, slot) = LAST.with(Cell::get);
         if id == self.id {
@@ -165,26 +165,30 @@ impl<T> Rcu<T> {
     #[inline(always)]
     fn read_in<R>(&self, slot: &Slot, f: impl FnOnce(&T) -> R) -> R {
         let seq = slot.seq.load(Ordering::Relaxed);
-        if seq & 1 == 1 {
-            // A nested read of the same cell: the outer one protects us.
-            // SAFETY: as below; the outer read keeps the value alive.
-            return f(unsafe { &*self.current.load(Ordering::Acquire) });
+        // Odd: a nested read of the same cell, which the outer one
+        // protects; it leaves the sequence alone.
+        let outer = seq & 1 == 0;
+        if outer {
+            slot.seq.store(seq + 1, Ordering::Relaxed);
+            asymmetric::light();
         }
-        slot.seq.store(seq + 1, Ordering::Relaxed);
-        asymmetric::light();
-        struct Leave<'a>(&'a Slot, u64);
+        struct Leave<'a>(&'a Slot, u64, bool);
         impl Drop for Leave<'_> {
             #[inline(always)]
             fn drop(&mut self) {
-                self.0.seq.store(self.1 + 2, Ordering::Release);
+                if self.2 {
+                    self.0.seq.store(self.1 + 2, Ordering::Release);
+                }
             }
         }
-        let _leave = Leave(slot, seq);
+        let _leave = Leave(slot, seq, outer);
         let p = self.current.load(Ordering::Acquire);
         // SAFETY: `p` came from `Box::into_raw` and is freed only after
         // `replace` has seen this slot leave the read it is in now (odd
         // sequence, published before the load above by `light` plus the
-        // writer's `heavy`), see `reclaim`.
+        // writer's `heavy`), see `reclaim`; a nested read is inside the
+        // outer one's. `f` is called from this one place so that the
+        // compiler inlines it into the caller's loop.
         f(unsafe { &*p })
     }
 
