@@ -844,3 +844,75 @@ fn a_proving_commit_may_end_in_zeros() {
     }
     panic!("no commit ending in a zero byte found");
 }
+
+/// A copy of a store with a hole where a page of data was (a sparse copy,
+/// a filesystem that lost blocks), on a full tmpfs: whichever page is the
+/// hole, opening and reading answer right or with an error. A mapped
+/// region with a hole in it killed the process with SIGBUS on the first
+/// lookup that touched the hole (the fault needs a page the tmpfs does not
+/// have); such a region is now read, and its zeros are damage like any
+/// other.
+#[test]
+fn a_hole_in_a_mapped_region_on_a_full_tmpfs_is_not_a_crash() {
+    use std::os::unix::fs::FileExt;
+    let _serial = spawning();
+    let Some(fs) = Tmpfs::mount("4m") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.peerlog");
+    let store = Store::open(&src).unwrap();
+    let bot = store.account("bot").unwrap();
+    let peers: Vec<Peer> = (1..=3000i64)
+        .map(|i| Peer::user(i, i * 7).with_username(format!("user{i}")))
+        .collect();
+    bot.save_peers(&peers).unwrap();
+    store.compact().unwrap();
+    bot.save_peer(&Peer::user(5000, 35_000)).unwrap();
+    store.close().unwrap();
+    let bytes = std::fs::read(&src).unwrap();
+
+    let copy = fs.path().join("copy.peerlog");
+    let (mut refused, mut whole) = (0, 0);
+    for page in (0..bytes.len()).step_by(4096) {
+        let _ = std::fs::remove_file(fs.path().join("filler"));
+        let _ = std::fs::remove_file(&copy);
+        let f = std::fs::File::create(&copy).unwrap();
+        f.set_len(bytes.len() as u64).unwrap();
+        for (at, chunk) in bytes.chunks(4096).enumerate() {
+            if at * 4096 != page && chunk.iter().any(|&b| b != 0) {
+                f.write_all_at(chunk, (at * 4096) as u64).unwrap();
+            }
+        }
+        drop(f);
+        fs.fill_leaving(0);
+        let opts = Options {
+            read_only: true,
+            ..Options::default()
+        };
+        let Ok(store) = Store::open_with(&copy, opts) else {
+            refused += 1;
+            continue;
+        };
+        let bot = store.account("bot").unwrap();
+        let mut ok = true;
+        for p in peers.iter().chain([&Peer::user(5000, 35_000)]) {
+            match bot.access_hash(p.id) {
+                Ok(h) => assert_eq!(h, p.access_hash, "page {page}: {:?}", p.id),
+                Err(_) => ok = false,
+            }
+        }
+        for i in (1..=3000).step_by(97) {
+            match bot.resolve_username(&format!("user{i}")) {
+                Ok(r) => assert_eq!(
+                    r,
+                    Some((PeerId::user(i), Some(i * 7))),
+                    "page {page}: user{i}"
+                ),
+                Err(_) => ok = false,
+            }
+        }
+        if ok { whole += 1 } else { refused += 1 }
+    }
+    println!("{whole} copies read back whole, {refused} refused");
+}

@@ -778,6 +778,33 @@ mod tests {
     use crate::types::{Peer, PeerId};
     use std::sync::Arc;
 
+    /// A sound store on disk has no hole in its mapped regions: open and
+    /// a checkpoint map them (a region with a hole is read into memory
+    /// instead, which would cost a large store its size in heap).
+    #[test]
+    fn a_sound_store_maps_its_regions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.peerlog");
+        let mapped = |store: &Store| {
+            let st = store.inner.state.read();
+            let t = &st.peers.table;
+            (t.seg.is_mapped(), t.index.is_mapped())
+        };
+        let store = Store::open(&path).unwrap();
+        let bot = store.account("bot").unwrap();
+        let peers: Vec<Peer> = (1..=5000).map(|i| Peer::user(i, i)).collect();
+        bot.save_peers(&peers).unwrap();
+        store.compact().unwrap();
+        assert_eq!(mapped(&store), (true, true), "after a checkpoint");
+        bot.save_peer(&Peer::user(9999, 1)).unwrap();
+        drop(bot);
+        store.close().unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(mapped(&store), (true, true), "after open");
+        let bot = store.account("bot").unwrap();
+        assert_eq!(bot.access_hash(PeerId::user(77)).unwrap(), Some(77));
+    }
+
     /// Regression (found by fuzzing): files written by earlier builds after
     /// the peer table was folded down to zero peers hold an index whose
     /// `segment_offset` is non-zero next to an all-zero peer segment
