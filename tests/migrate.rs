@@ -1332,3 +1332,71 @@ fn a_name_held_twice_stays_with_the_newest_row() {
     );
     assert!(r.skipped.iter().any(|s| s.what == "phones" && s.count == 1));
 }
+
+/// Every peer field a format's rows cannot hold is reported on export,
+/// per format, and none that it can.
+#[test]
+fn export_reports_the_peer_fields_each_format_cannot_hold() {
+    let a = account();
+    import_session_file(&fixture("kurigram.session"), None, &a).unwrap();
+    let bot = peerlog::Peer {
+        is_bot: true,
+        photo_id: Some(7),
+        language: Some("en".into()),
+        updated_at: 1_700_000_000,
+        ..peerlog::Peer::user(777_001, 5).with_names("Ada", Some("Lovelace"))
+    };
+    let channel =
+        peerlog::Peer::channel(777_002, 6, ChannelKind::Broadcast).with_names("News", None);
+    a.save_peers(&[bot, channel]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (format, reported, not_reported) in [
+        (
+            SessionFileFormat::Telethon,
+            &[
+                "last names",
+                "bot flags",
+                "channel kinds",
+                "photo ids",
+                "languages",
+            ][..],
+            &["peer names", "update times"][..],
+        ),
+        (
+            SessionFileFormat::Pyrogram,
+            &["peer names", "photo ids", "languages"][..],
+            &["bot flags", "channel kinds", "update times"][..],
+        ),
+        (
+            SessionFileFormat::Grammers,
+            &["peer names", "update times", "photo ids", "languages"][..],
+            &["bot flags", "channel kinds"][..],
+        ),
+    ] {
+        let r =
+            export_session_file(&a, format, &dir.path().join(format!("{format}.session"))).unwrap();
+        let has = |w: &str, id: &str| {
+            r.skipped
+                .iter()
+                .any(|s| s.what == w && s.examples.iter().any(|e| e == id))
+        };
+        for w in reported {
+            let id = match *w {
+                "channel kinds" => "-1000000777002",
+                _ => "777001",
+            };
+            assert!(
+                has(w, id),
+                "{format}: {w} of {id} not reported: {:?}",
+                r.skipped
+            );
+        }
+        for w in not_reported {
+            assert!(
+                !r.skipped.iter().any(|s| s.what == *w),
+                "{format}: {w} reported but held: {:?}",
+                r.skipped
+            );
+        }
+    }
+}

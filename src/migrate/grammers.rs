@@ -23,8 +23,17 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Counts, SessionFileError, SessionFileFormat, Skips, Snapshot, auth_key, bad_value, dc_id,
-    is_test_address, peer_id, require_tables, sqlite_err,
+    Counts, Holds, Names, SessionFileError, SessionFileFormat, Skips, Snapshot, auth_key,
+    bad_value, dc_id, is_test_address, peer_id, require_tables, skip_unheld, sqlite_err,
+};
+
+/// What a `peer_info` row keeps besides id and hash: the subtype (bot,
+/// self, channel kind).
+const HOLDS: Holds = Holds {
+    names: Names::None,
+    bot_flag: true,
+    channel_kind: true,
+    updated_at: false,
 };
 pub(crate) use crate::grammers_meta::{DC_PREFIX, dc_key};
 use crate::{
@@ -428,6 +437,7 @@ pub(crate) fn write(
         .prepare("INSERT OR REPLACE INTO peer_info VALUES (?1, ?2, ?3)")
         .map_err(q("writing table peer_info"))?;
     for p in &snap.peers {
+        skip_unheld(p, F, HOLDS, skips);
         let (hash, subtype) = match p.id.kind() {
             PeerKind::User => {
                 let me = p.is_self || session.user_id == Some(p.id.bare_id());

@@ -47,6 +47,10 @@
 //! seq and the pts of every channel). Whatever one side cannot hold is
 //! *skipped and reported* in [`ImportReport::skipped`] /
 //! [`ExportReport::skipped`], with the reason, never dropped silently.
+//! Per peer that includes the fields a format's rows have no column for:
+//! Telethon keeps one display name (first and last name joined) and no bot
+//! flag or channel kind; Pyrogram, Kurigram and grammers keep no names;
+//! grammers no update time; none keeps photo ids or languages.
 //! Values are never substituted quietly either: a username or phone that
 //! peerlog refuses (see [`crate::normalize_username`]) is skipped and
 //! reported, the peer kept. A username or phone two rows of a file hold
@@ -1154,6 +1158,78 @@ pub(crate) fn skip_min(p: &Peer, format: SessionFileFormat, skips: &mut Skips) -
         );
     }
     p.min
+}
+
+/// How a format's peer rows keep a peer's first and last name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Names {
+    /// Not at all.
+    None,
+    /// Joined into one display name (read back as the first name).
+    Display,
+}
+
+/// The peer fields, beyond id, hash, usernames and phone, that a format's
+/// peer rows hold: what [`skip_unheld`] does not report.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Holds {
+    pub names: Names,
+    pub bot_flag: bool,
+    pub channel_kind: bool,
+    pub updated_at: bool,
+}
+
+/// Reports each field of `p` the format's rows cannot hold (its names, bot
+/// flag, channel kind, update time, photo id, language), so that no value
+/// is dropped on export without a line in the report.
+pub(crate) fn skip_unheld(p: &Peer, format: SessionFileFormat, holds: Holds, skips: &mut Skips) {
+    let named = p.first_name.is_some() || p.last_name.is_some();
+    match holds.names {
+        Names::None if named => skips.add(
+            "peer names",
+            &format!("{format} keeps no first or last names"),
+            p.id,
+        ),
+        Names::Display if p.last_name.is_some() => skips.add(
+            "last names",
+            &format!(
+                "{format} keeps one display name: first and last name are written joined, and read back as a first name"
+            ),
+            p.id,
+        ),
+        _ => {}
+    }
+    if p.is_bot && !holds.bot_flag {
+        skips.add(
+            "bot flags",
+            &format!("{format} keeps no bot flag per peer"),
+            p.id,
+        );
+    }
+    if p.channel_kind.is_some() && !holds.channel_kind {
+        skips.add(
+            "channel kinds",
+            &format!("{format} keeps no broadcast/megagroup/gigagroup kind"),
+            p.id,
+        );
+    }
+    if p.updated_at != 0 && !holds.updated_at {
+        skips.add(
+            "update times",
+            &format!("{format} keeps no time a peer was last seen"),
+            p.id,
+        );
+    }
+    if p.photo_id.is_some() {
+        skips.add("photo ids", &format!("{format} keeps no photo ids"), p.id);
+    }
+    if p.language.is_some() {
+        skips.add(
+            "languages",
+            &format!("{format} keeps no peer languages"),
+            p.id,
+        );
+    }
 }
 
 /// Usernames beyond the first, for formats that keep one.

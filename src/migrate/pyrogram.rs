@@ -27,9 +27,18 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
 use super::{
-    Counts, SessionFileError, SessionFileFormat, Skips, Snapshot, auth_key, bad_value, columns,
-    dc_id, first_username, int32, peer_id, phone_digits, require_tables, set_names,
-    skip_extra_usernames, skip_min, sqlite_err,
+    Counts, Holds, Names, SessionFileError, SessionFileFormat, Skips, Snapshot, auth_key,
+    bad_value, columns, dc_id, first_username, int32, peer_id, phone_digits, require_tables,
+    set_names, skip_extra_usernames, skip_min, skip_unheld, sqlite_err,
+};
+
+/// What a `peers` row keeps besides id, hash, username and phone: the
+/// type (user or bot, group, supergroup or channel) and the update time.
+const HOLDS: Holds = Holds {
+    names: Names::None,
+    bot_flag: true,
+    channel_kind: true,
+    updated_at: true,
 };
 use crate::{ChannelKind, ChannelState, Peer, PeerId, PeerKind, Result, Session, UpdateState};
 
@@ -574,6 +583,7 @@ pub(crate) fn write(
         if skip_min(p, format, skips) {
             continue;
         }
+        skip_unheld(p, format, HOLDS, skips);
         let ty = match (p.id.kind(), p.channel_kind) {
             (PeerKind::User, _) => {
                 if p.is_bot {

@@ -21,9 +21,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
 use super::{
-    Counts, SessionFileError, SessionFileFormat, Skips, Snapshot, auth_key, bad_value, dc_id,
-    display_name, first_username, int32, is_test_address, peer_id, phone_digits, require_tables,
-    set_names, skip_extra_usernames, skip_min, sqlite_err, text_or_int,
+    Counts, Holds, Names, SessionFileError, SessionFileFormat, Skips, Snapshot, auth_key,
+    bad_value, dc_id, display_name, first_username, int32, is_test_address, peer_id, phone_digits,
+    require_tables, set_names, skip_extra_usernames, skip_min, skip_unheld, sqlite_err,
+    text_or_int,
 };
 use crate::{ChannelState, Peer, PeerKind, Result, Session, UpdateState};
 
@@ -382,6 +383,7 @@ pub(crate) fn write(
             },
         };
         skip_extra_usernames(p, F, skips);
+        skip_unheld(p, F, HOLDS, skips);
         let username = first_username(p);
         let phone = phone_digits(p);
         counts.peers += 1;
@@ -425,6 +427,15 @@ pub(crate) fn write(
     tx.commit().map_err(q("writing the session file"))?;
     Ok((VERSION, counts))
 }
+
+/// What an `entities` row keeps besides id, hash, username and phone: a
+/// display name and a date.
+const HOLDS: Holds = Holds {
+    names: Names::Display,
+    bot_flag: false,
+    channel_kind: false,
+    updated_at: true,
+};
 
 /// Per-DC keys other than the home DC's: Telethon keeps one.
 fn skip_unexported_extras(snap: &Snapshot, skips: &mut Skips) {
