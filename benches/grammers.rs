@@ -171,9 +171,18 @@ fn bench(c: &mut Criterion) {
     cache_known(&mut g, &rt, "memory", &*s.memory);
     g.finish();
 
+    // "peerlog": every peer changed since the last checkpoint (read under
+    // the state's lock); "peerlog_checkpointed": after one, as most peers
+    // of a long-running session are (read from the mapped table without
+    // a lock).
+    let checkpointed =
+        Arc::new(PeerlogSession::open(s._dir.path().join("checkpointed.peerlog")).unwrap());
+    rt.block_on(checkpointed.cache_peers(batch(0))).unwrap();
+    checkpointed.account().store().compact().unwrap();
     for (name, by_ref) in [("grammers_peer", false), ("grammers_peer_ref", true)] {
         let mut g = group(c, name);
         lookup(&mut g, &rt, "peerlog", &*s.peerlog, by_ref);
+        lookup(&mut g, &rt, "peerlog_checkpointed", &*checkpointed, by_ref);
         lookup(&mut g, &rt, "memory", &*s.memory, by_ref);
         g.finish();
     }

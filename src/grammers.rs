@@ -103,6 +103,7 @@ use grammers_session::types::{
 };
 use grammers_session::{BoxFuture, Session, SessionData};
 use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Durable;
 use crate::account::{Account, Transaction};
@@ -151,17 +152,30 @@ pub struct PeerlogSession {
 /// that a check inside a read's view is never stale). Marks are rare, and
 /// most lookups skip the metadata read.
 #[derive(Default)]
-struct Marked(RwLock<HashSet<i64>>);
+struct Marked {
+    ids: RwLock<HashSet<i64>>,
+    /// True once any id was added: most sessions never mark a peer, and
+    /// their reads then skip the lock and the hash.
+    any: AtomicBool,
+}
 
 impl Marked {
+    fn new(ids: HashSet<i64>) -> Marked {
+        Marked {
+            any: AtomicBool::new(!ids.is_empty()),
+            ids: RwLock::new(ids),
+        }
+    }
+
     fn may_have(&self, bot_api_id: i64) -> bool {
-        self.0.read().contains(&bot_api_id)
+        self.any.load(Ordering::Acquire) && self.ids.read().contains(&bot_api_id)
     }
 
     /// Called before the commit that writes the mark.
     fn add(&self, bot_api_id: i64) {
         if !self.may_have(bot_api_id) {
-            self.0.write().insert(bot_api_id);
+            self.ids.write().insert(bot_api_id);
+            self.any.store(true, Ordering::Release);
         }
     }
 }
@@ -222,7 +236,7 @@ impl PeerlogSession {
             account,
             dc: RwLock::new(dc),
             dc_writes: Mutex::new(()),
-            marked: Marked(RwLock::new(marked)),
+            marked: Marked::new(marked),
         })
     }
 
