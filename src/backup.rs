@@ -27,9 +27,10 @@
 //! nothing at the destination, or a complete, synced, verified store; at
 //! most a temporary file stays behind, which can be deleted.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+
+use crate::sys::staged::Staged;
 
 use crate::format::superblock::FORMAT_VERSION;
 use crate::io::{FileBackend, RawFile};
@@ -53,18 +54,6 @@ pub struct BackupReport {
     pub generation: u64,
     /// Peers in the copy, as its verification counted them.
     pub peers: u64,
-}
-
-/// Temporary names in this process.
-static BACKUP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Removes the temporary file unless it was linked into place.
-struct Temp(PathBuf);
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 const CONTEXT: &str = "writing a backup";
@@ -136,16 +125,12 @@ impl Store {
                 path.display()
             )));
         }
-        let (Some(name), dir) = (path.file_name(), path.parent()) else {
+        if path.file_name().is_none() {
             return Err(Error::Invalid(format!(
                 "{} does not name a file",
                 path.display()
             )));
-        };
-        let dir = match dir {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        }
 
         // The short step: what to copy, and a pin on it.
         let (sb, log_end, next_seq, read_only, pin) = {
@@ -170,21 +155,8 @@ impl Store {
         }
 
         after_pin();
-        let n = BACKUP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".{}.backup-{}-{n}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_at(&tmp))?;
-        let temp = Temp(tmp);
-        let tmp = temp.0.as_path();
+        let (temp, file) = Staged::beside(path, "backup").map_err(io_at(path))?;
+        let tmp = temp.path();
 
         let mut copied = 0u64;
         file.set_len(sb.file_len).map_err(io_at(tmp))?;
@@ -224,31 +196,12 @@ impl Store {
         let peers = check_copy(tmp, next_seq, sb.generation)?;
 
         // Into place, never over a file that appeared meanwhile.
-        match std::fs::hard_link(tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::Invalid(format!(
-                    "{} was created by someone else during the backup; the backup was not put there",
-                    path.display()
-                )));
-            }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(1) =>
-            {
-                if std::fs::symlink_metadata(path).is_ok() {
-                    return Err(Error::Invalid(format!(
-                        "{} was created by someone else during the backup; the backup was not put there",
-                        path.display()
-                    )));
-                }
-                std::fs::rename(tmp, path).map_err(io_at(path))?;
-            }
-            Err(e) => return Err(io_at(path)(e)),
+        if !temp.place(path, false).map_err(io_at(path))? {
+            return Err(Error::Invalid(format!(
+                "{} was created by someone else during the backup; the backup was not put there",
+                path.display()
+            )));
         }
-        drop(temp);
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_at(dir))?;
         Ok(BackupReport {
             path: path.to_path_buf(),
             file_len: sb.file_len,

@@ -875,9 +875,9 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Writes `bytes` to `<path>.peerlog-tmp` (created with mode 0600 on
-/// Unix: a session file holds auth keys), fsyncs it, renames it over
-/// `path` and fsyncs the directory.
+/// Writes `bytes` to a new temporary file beside `path` (mode 0600: a
+/// session file holds auth keys), fsyncs it, renames it over `path` and
+/// fsyncs the directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let io = |context: &'static str| {
@@ -887,34 +887,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             source,
         }
     };
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".peerlog-tmp");
-    let tmp = std::path::PathBuf::from(tmp_name);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let written = (|| {
-        let mut f = opts
-            .open(&tmp)
-            .map_err(io("creating the exported session file"))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(io("writing the exported session file"))?;
-        std::fs::rename(&tmp, path).map_err(io("renaming the exported session file"))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing the directory of the exported session file"))?;
-    }
+    // A new file under a unique name (never one an attacker planted), then
+    // renamed over the old export, as ferogram's own save does.
+    let (tmp, mut f) = crate::sys::staged::Staged::beside(path, "tmp")
+        .map_err(io("creating the exported session file"))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io("writing the exported session file"))?;
+    drop(f);
+    tmp.place(path, true)
+        .map_err(io("renaming the exported session file"))?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::sys::io::RawFile;
 use crate::sys::io::{OpenMark, open_in_this_process};
 use crate::sys::mmap::Region;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -86,18 +86,6 @@ pub(crate) fn open_locked(path: &Path, opts: &Options) -> Result<(File, Option<O
     Ok((file, mark))
 }
 
-/// Temporary names of files being created, unique in this process.
-static CREATING_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Removes a temporary file unless it was linked into place.
-struct TempFile(std::path::PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Creates a new store at `path` (FORMAT.md, "New files"): a complete
 /// file, mode 0600, under a temporary name `.<name>.tmp-<pid>-<n>` in the
 /// same directory; every byte of it written (so a full filesystem is an
@@ -109,27 +97,7 @@ impl Drop for TempFile {
 /// durable; the temporary name is removed.
 fn create_new(path: &Path, opts: &Options) -> Result<()> {
     let fail = |e| Error::io_at(crate::error::CREATING, path)(e);
-    let (Some(name), dir) = (path.file_name(), path.parent()) else {
-        return Err(fail(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
-    };
-    let dir = match dir {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let n = CREATING_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{n}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(fail)?;
-    let temp = TempFile(tmp);
+    let (temp, file) = crate::sys::staged::Staged::beside(path, "tmp").map_err(fail)?;
     // Every byte `init` sizes, written: holes would only fail later.
     let len = DATA_START + crate::format::page_round(opts.log_size.max(PAGE));
     let zeros = vec![0u8; len.min(1 << 20) as usize];
@@ -142,23 +110,8 @@ fn create_new(path: &Path, opts: &Options) -> Result<()> {
     let backend = crate::sys::io::FileBackend::new(file);
     init(&backend, opts).map_err(|e| e.at_path(path))?;
     drop(backend);
-    match std::fs::hard_link(&temp.0, path) {
-        Ok(()) => {}
-        // Someone else made it first: theirs is opened.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        // No hard links here (EPERM: FAT and the like).
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(1) => {
-            if std::fs::symlink_metadata(path).is_ok() {
-                return Ok(());
-            }
-            std::fs::rename(&temp.0, path).map_err(fail)?;
-        }
-        Err(e) => return Err(fail(e)),
-    }
-    drop(temp);
-    if let Ok(d) = File::open(dir) {
-        d.sync_all().map_err(fail)?;
-    }
+    // `false`: someone else made it first; theirs is opened.
+    temp.place(path, false).map_err(fail)?;
     Ok(())
 }
 

@@ -132,6 +132,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::sys::staged::Staged;
 use crate::{Account, AuthKey, ChannelState, DcAuth, Error, Peer, PeerId, Result, Session};
 use crate::{Storage, UpdateState};
 
@@ -1011,9 +1012,11 @@ pub fn export_session_file(
         .into());
     };
     let mut skips = Skips::default();
-    let tmp = TempFile::create(path)?;
+    let (tmp, file) = Staged::beside(path, "tmp")
+        .map_err(|e| Error::io_at("creating the session file", path)(e))?;
+    drop(file);
     let conn =
-        Connection::open(&tmp.path).map_err(sqlite_err(path, "creating the session file"))?;
+        Connection::open(tmp.path()).map_err(sqlite_err(path, "creating the session file"))?;
     // One journal-less transaction: the temporary file is ours alone, and
     // is either renamed whole or removed.
     conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
@@ -1027,7 +1030,7 @@ pub fn export_session_file(
     };
     conn.close()
         .map_err(|(_, e)| sqlite_err(path, "closing the session file")(e))?;
-    tmp.persist(path)?;
+    persist(tmp, path)?;
     Ok(ExportReport {
         format,
         version,
@@ -1036,105 +1039,20 @@ pub fn export_session_file(
     })
 }
 
-/// A file under a temporary name beside its destination, removed unless
-/// persisted.
-struct TempFile {
-    path: PathBuf,
-    done: bool,
-}
-
-impl TempFile {
-    fn create(dest: &Path) -> Result<TempFile> {
-        use std::fs::OpenOptions;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "session".to_owned());
-        for attempt in 0..100u32 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let tmp = dir.join(format!(
-                ".{name}.{}.{nanos:x}{attempt}.tmp",
-                std::process::id()
-            ));
-            let mut o = OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            o.mode(0o600);
-            match o.open(&tmp) {
-                Ok(_) => {
-                    return Ok(TempFile {
-                        path: tmp,
-                        done: false,
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io_at("creating the session file", dest)(e)),
-            }
+/// Syncs the staged session file and puts it at `dest`, never over a
+/// file that appeared there meanwhile.
+fn persist(tmp: Staged, dest: &Path) -> Result<()> {
+    let io = |e| Error::io_at("writing the session file", dest)(e);
+    std::fs::File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    if !tmp.place(dest, false).map_err(io)? {
+        return Err(SessionFileError::DestinationExists {
+            path: dest.to_path_buf(),
         }
-        Err(Error::io_at("creating the session file", dest)(
-            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        ))
+        .into());
     }
-
-    /// Syncs the file, renames it to `dest` (refusing to replace a file
-    /// that appeared meanwhile) and syncs the directory.
-    fn persist(mut self, dest: &Path) -> Result<()> {
-        let io = |e| Error::io_at("writing the session file", dest)(e);
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        // A hard link fails if `dest` exists, where rename would replace it.
-        match std::fs::hard_link(&self.path, dest) {
-            Ok(()) => {
-                std::fs::remove_file(&self.path).map_err(io)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(SessionFileError::DestinationExists {
-                    path: dest.to_path_buf(),
-                }
-                .into());
-            }
-            Err(_) => {
-                // Filesystems without hard links: check, then rename.
-                if std::fs::symlink_metadata(dest).is_ok() {
-                    return Err(SessionFileError::DestinationExists {
-                        path: dest.to_path_buf(),
-                    }
-                    .into());
-                }
-                std::fs::rename(&self.path, dest).map_err(io)?;
-            }
-        }
-        self.done = true;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if let Ok(d) = std::fs::File::open(dir) {
-            d.sync_all().map_err(io)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+    Ok(())
 }
 
 /// The display name Telethon keeps (`utils.get_display_name`): first and
@@ -1321,16 +1239,16 @@ mod tests {
     fn persist_never_replaces_a_file_that_appeared_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("bot.session");
-        let tmp = TempFile::create(&dest).unwrap();
+        let (tmp, _) = Staged::beside(&dest, "tmp").unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&tmp.path).unwrap().permissions().mode();
+            let mode = std::fs::metadata(tmp.path()).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        std::fs::write(&tmp.path, b"new").unwrap();
+        std::fs::write(tmp.path(), b"new").unwrap();
         std::fs::write(&dest, b"someone else's").unwrap();
-        let e = tmp.persist(&dest).unwrap_err();
+        let e = persist(tmp, &dest).unwrap_err();
         assert!(matches!(
             e,
             Error::SessionFile(SessionFileError::DestinationExists { .. })
@@ -1339,9 +1257,9 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 
         let dest = dir.path().join("other.session");
-        let tmp = TempFile::create(&dest).unwrap();
-        std::fs::write(&tmp.path, b"new").unwrap();
-        tmp.persist(&dest).unwrap();
+        let (tmp, _) = Staged::beside(&dest, "tmp").unwrap();
+        std::fs::write(tmp.path(), b"new").unwrap();
+        persist(tmp, &dest).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }

@@ -6,3 +6,4 @@ pub(crate) mod bytes;
 pub mod io;
 pub(crate) mod mmap;
 pub(crate) mod rcu;
+pub(crate) mod staged;
