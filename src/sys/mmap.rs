@@ -77,14 +77,13 @@ pub(crate) fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Region>
         file.read_exact_at(&mut bytes, offset)?;
         return Ok(Region::heap(bytes));
     }
-    let len = size;
     // SAFETY: the region is immutable for the life of this mapping (see the
     // module docs: written before mapping, never rewritten or
     // truncated while mapped, file held under an exclusive flock).
     let map = unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)
-            .len(len)
+            .len(size)
             .map(file)?
     };
     #[cfg(unix)]
@@ -96,8 +95,8 @@ pub(crate) fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Region>
 }
 
 /// True when `[offset, offset + len)` of `file` is not all data: a hole,
-/// or the end of the file (a virtual hole). Two `lseek` calls at most;
-/// where the filesystem cannot tell, it reports no hole.
+/// or the end of the file (a virtual hole). One `lseek`; where the
+/// filesystem cannot tell, it reports no hole.
 #[cfg(target_os = "linux")]
 fn holds_hole(file: &File, offset: u64, len: u64) -> bool {
     use std::os::fd::AsRawFd;

@@ -80,22 +80,29 @@ impl Staged {
     /// FAT and the like) a rename after checking that `dest` is free.
     /// With `replace`, a rename over whatever is at `dest`.
     pub fn place(mut self, dest: &Path, replace: bool) -> io::Result<bool> {
-        if replace {
+        let linked = if replace {
             std::fs::rename(&self.path, dest)?;
+            false
         } else {
             match std::fs::hard_link(&self.path, dest) {
-                Ok(()) => std::fs::remove_file(&self.path)?,
+                Ok(()) => true,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Unsupported || e.raw_os_error() == Some(1) => {
                     if std::fs::symlink_metadata(dest).is_ok() {
                         return Ok(false);
                     }
                     std::fs::rename(&self.path, dest)?;
+                    false
                 }
                 Err(e) => return Err(e),
             }
-        }
+        };
         self.placed = true;
+        if linked {
+            // A second name of the placed file; failing to remove it does
+            // not undo the placing.
+            let _ = std::fs::remove_file(&self.path);
+        }
         File::open(&self.dir)?.sync_all()?;
         Ok(true)
     }
