@@ -73,8 +73,8 @@ impl Staged {
     }
 
     /// Puts the file, written and synced by the caller, at `dest`, removes
-    /// the temporary name and syncs the directory, so the new entry is
-    /// durable. Without `replace` it never replaces a file at `dest`: a
+    /// the temporary name and syncs the directory (where it can be opened),
+    /// so the new entry is durable. Without `replace` it never replaces a file at `dest`: a
     /// hard link, which fails if one is there (`Ok(false)`, the temporary
     /// file removed), or where the filesystem has no hard links (EPERM:
     /// FAT and the like) a rename after checking that `dest` is free.
@@ -103,7 +103,13 @@ impl Staged {
             // not undo the placing.
             let _ = std::fs::remove_file(&self.path);
         }
-        File::open(&self.dir)?.sync_all()?;
+        // A directory this process may write but not read (mode 0300)
+        // cannot be opened to sync: the entry is then as durable as the
+        // filesystem makes it, as before this helper; a failed sync is an
+        // error.
+        if let Ok(d) = File::open(&self.dir) {
+            d.sync_all()?;
+        }
         Ok(true)
     }
 }
